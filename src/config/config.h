@@ -1,0 +1,117 @@
+/*
+ * config - the configuration file, parsed once into a validated read-only
+ * struct. Postfix style: "key = value" lines, '#' comments, a line starting
+ * with white space continues the previous one, lists separated by commas or
+ * white space, and a key given twice takes its last value. Every key is
+ * documented in docs/configuration.md. Sizes take K/M/G suffixes (powers of
+ * 1024); times take s/m/h/d suffixes (plain numbers are seconds).
+ *
+ * config_parse() is pure (no I/O): it takes the file's text and its name (for
+ * messages), so unit tests and the fuzzer reach it directly; config_load()
+ * reads the file and then parses it. Ownership: the struct owns all its
+ * strings; config_free() releases them.
+ */
+#ifndef TERN_CONFIG_CONFIG_H
+#define TERN_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+/* A list of strings (values of a list key). */
+struct config_list {
+    size_t n;
+    char **v;
+};
+
+/* An IPv4 or IPv6 network for trusted_networks. */
+struct config_cidr {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network address, host bits zeroed */
+    unsigned prefix;        /* prefix length */
+};
+
+enum config_role { ROLE_MX = 0, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
+
+struct config_listen {
+    enum config_role role;
+    char *host; /* numeric address ("127.0.0.1", "::1", "0.0.0.0") */
+    char *port; /* numeric port as text */
+};
+
+struct config {
+    /* identity */
+    char *hostname;            /* hostname: our name in greeting, Received; default gethostname() */
+    /* listeners: from mx_listen, submission_listen, submissions_listen (host:port lists,
+       IPv6 as [addr]:port) */
+    size_t nlisten;
+    struct config_listen *listen;
+    /* domains and mailboxes */
+    struct config_list local_domains; /* lowercased */
+    struct config_list mailboxes;     /* "local@domain", lowercased; domain must be local */
+    char *aliases_file;               /* NULL if none */
+    char *maildir_root;               /* Maildir of user@dom is <root>/<dom>/<user>/ */
+    char *spool_dir;
+    /* policy */
+    size_t ntrusted;
+    struct config_cidr *trusted; /* trusted_networks: relay allowed from these */
+    int bare_newline;            /* enum smtp_newline: reject (default) or normalize */
+    /* limits (DESIGN contract 4) */
+    uint64_t message_size_limit; /* SIZE, octets; default 50 MiB */
+    size_t max_recipients;       /* per message; default 1000 (>= 100) */
+    size_t max_command_line;     /* octets incl. CRLF; default 512 (>= 512) */
+    size_t max_text_line;        /* octets incl. CRLF; default 1000 */
+    size_t max_header_count;     /* header fields per message; default 1000 */
+    size_t max_errors;           /* errors before 421 4.7.0; default 20 */
+    size_t max_junk_commands;    /* NOOP/VRFY/HELP/RSET... without a message; default 100 */
+    size_t max_connections;      /* total; default 1000 */
+    size_t max_connections_per_client; /* per client address; default 50 */
+    uint32_t idle_timeout;       /* seconds without a command/data; default 300 */
+    uint32_t session_timeout;    /* seconds per session in total; default 3600 */
+    /* spool and delivery */
+    uint64_t spool_segment_size; /* default 64 MiB */
+    size_t delivery_workers;     /* worker threads for Maildir writes; default 4 */
+    size_t delivery_concurrency; /* deliveries in flight at once; default 64 */
+    /* logs */
+    int log_level; /* enum log_level; log_level = error|warn|info|debug; default info */
+};
+
+/* One parse error or warning, with where it was found. */
+struct config_diag {
+    char *file;
+    unsigned line; /* 0 when not tied to a line */
+    char *msg;
+};
+
+struct config_diags {
+    size_t n;
+    struct config_diag *v;
+};
+
+/*
+ * Parse text (NUL not required; len given) named `file`. Returns a config when
+ * there were no errors (diags may still hold warnings, e.g. unknown keys are
+ * errors, not warnings). Returns NULL when any error was found; every error is
+ * in diags ("file:line: message"). Fills defaults for keys not given, and
+ * validates cross-key rules (mailbox domains must be local domains, at least
+ * one listener, max_recipients >= 100, max_command_line >= 512 ...).
+ */
+struct config *config_parse(const char *text, size_t len, const char *file,
+                            struct config_diags *diags);
+/* Read FILE and parse it; a read error is one diag with line 0. */
+struct config *config_load(const char *file, struct config_diags *diags);
+void config_free(struct config *cfg);
+void config_diags_free(struct config_diags *d);
+
+/* Helpers for policy: is domain (any case) one of local_domains? */
+bool config_is_local_domain(const struct config *cfg, const char *domain);
+/* Is mailbox "local@domain" (any case) listed in mailboxes? */
+bool config_is_mailbox(const struct config *cfg, const char *addr);
+/* Is the client address (sockaddr) in trusted_networks? */
+struct sockaddr;
+bool config_is_trusted(const struct config *cfg, const struct sockaddr *sa);
+const char *config_role_name(enum config_role role);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * util - allocation that panics on exhaustion, time, and small string helpers.
+ * Pure: no I/O besides reading clocks.
+ */
+#ifndef TERN_CORE_UTIL_H
+#define TERN_CORE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Milliseconds of a monotonic clock. */
+int64_t now_mono_ms(void);
+/* Wall clock, seconds and microseconds since the epoch. */
+int64_t now_real_us(void);
+
+/* ASCII case-insensitive compare of n bytes / whole strings. */
+bool ascii_ieq(const char *a, const char *b);
+bool ascii_nieq(const char *a, const char *b, size_t n);
+void ascii_lower(char *s);
+
+/* Parse an unsigned decimal with overflow check; whole string must be digits. */
+bool parse_u64(const char *s, size_t len, uint64_t *out);
+
+/* RFC 5322 date-time for `t` (seconds) in local time into out (>= 40 bytes). */
+void rfc5322_date(int64_t t, char *out, size_t outlen);
+
+#endif
