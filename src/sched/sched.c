@@ -1,1 +1,284 @@
-/* placeholder: being written */
+/*
+ * sched - the queue manager; see sched.h.
+ *
+ * Every recipient of a live message is in one of these places: final in the
+ * journal (delivered, bounced, expired), waiting in the ready queue, being
+ * delivered by a worker (in flight), waiting in the retry list until its next
+ * attempt time, or deferred for want of a transport (recipients in other
+ * domains until the relay transport exists: they stay queued, never dropped,
+ * never bounced). A message is removed from the spool when all its recipients
+ * are final.
+ */
+#include "sched/sched.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "deliver/maildir.h"
+#include "event/event.h"
+#include "server/policy.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RETRY_MIN 60        /* seconds before the first retry of a local delivery */
+#define RETRY_MAX (4 * 3600) /* longest wait between attempts */
+
+/* One delivery of one recipient of one message. */
+struct item {
+    struct item *next;
+    struct sched *s;
+    spool_id id;
+    size_t idx;               /* recipient index in the envelope */
+    int64_t due;              /* unix seconds of the next attempt (retry list) */
+    char *mailbox;            /* delivery address */
+    char *sender;             /* envelope sender */
+    struct spool_body *body;  /* pinned message data while in flight */
+    struct maildir_result res;
+};
+
+struct sched {
+    struct ev_loop *loop;
+    struct ev_workers *workers;
+    struct spool *sp;
+    const struct config *cfg;
+    struct item *ready, **ready_tail; /* FIFO of deliveries to start */
+    struct item *retry;               /* waiting for their next attempt time */
+    struct ev_timer *retry_timer;
+    size_t in_flight;
+    bool stopped;
+};
+
+uint32_t sched_backoff(uint32_t attempts, uint32_t min_s, uint32_t max_s)
+{
+    uint64_t d = min_s;
+    for (uint32_t i = 1; i < attempts && d < max_s; i++)
+        d *= 2;
+    return d > max_s ? max_s : (uint32_t)d;
+}
+
+static void item_free(struct item *it)
+{
+    if (!it)
+        return;
+    spool_body_close(it->body);
+    free(it->mailbox);
+    free(it->sender);
+    free(it);
+}
+
+static void sched_dispatch(struct sched *s);
+
+static bool rcpt_final(uint8_t state)
+{
+    return state == SPOOL_RCPT_DELIVERED || state == SPOOL_RCPT_BOUNCED ||
+           state == SPOOL_RCPT_EXPIRED;
+}
+
+/* Remove the message when every recipient is final. */
+static void sched_maybe_remove(struct sched *s, spool_id id)
+{
+    const struct spool_envelope *env = spool_get(s->sp, id);
+    if (!env)
+        return;
+    for (size_t i = 0; i < env->nrcpt; i++)
+        if (!rcpt_final(env->rcpt[i].state))
+            return;
+    if (spool_remove(s->sp, id) < 0)
+        log_error("qid=%016" PRIX64 " event=remove_failed", id);
+    else
+        log_info("qid=%016" PRIX64 " event=removed", id);
+}
+
+static void ready_push(struct sched *s, struct item *it)
+{
+    it->next = NULL;
+    *s->ready_tail = it;
+    s->ready_tail = &it->next;
+}
+
+static void retry_arm(struct sched *s)
+{
+    if (!s->retry)
+        return;
+    int64_t first = s->retry->due;
+    for (struct item *it = s->retry; it; it = it->next)
+        if (it->due < first)
+            first = it->due;
+    int64_t now = now_real_us() / 1000000;
+    ev_timer_start(s->retry_timer, first > now ? (uint64_t)(first - now) * 1000 : 0);
+}
+
+static void on_retry_timer(void *arg)
+{
+    struct sched *s = arg;
+    int64_t now = now_real_us() / 1000000;
+    struct item **pp = &s->retry;
+    while (*pp) {
+        struct item *it = *pp;
+        if (it->due <= now) {
+            *pp = it->next;
+            ready_push(s, it);
+        } else {
+            pp = &it->next;
+        }
+    }
+    retry_arm(s);
+    sched_dispatch(s);
+}
+
+static void deliver_work(void *arg)
+{
+    struct item *it = arg;
+    maildir_deliver(it->s->cfg->maildir_root, it->mailbox, it->sender, it->s->cfg->hostname,
+                    it->body, &it->res);
+}
+
+static void deliver_done(void *arg)
+{
+    struct item *it = arg;
+    struct sched *s = it->s;
+    spool_id id = it->id;
+    s->in_flight--;
+    spool_body_close(it->body);
+    it->body = NULL;
+    const struct spool_envelope *env = spool_get(s->sp, it->id);
+    if (!env || it->idx >= env->nrcpt) {
+        item_free(it);
+        sched_dispatch(s);
+        return;
+    }
+    const struct spool_rcpt *r = &env->rcpt[it->idx];
+    uint32_t attempts = r->attempts + 1;
+    int64_t now = now_real_us() / 1000000;
+    double delay = (double)(now - env->arrival);
+    char status[400];
+    if (it->res.error == 0) {
+        snprintf(status, sizeof status, "dsn=2.0.0 delivered to maildir");
+        spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DELIVERED, attempts, 0, status);
+        log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=2.0.0 status=sent "
+                 "(delivered to maildir)",
+                 it->id, it->mailbox, delay);
+        item_free(it);
+    } else if (it->res.permanent) {
+        snprintf(status, sizeof status, "dsn=5.3.0 %s", it->res.text);
+        spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_BOUNCED, attempts, 0, status);
+        log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=5.3.0 status=bounced "
+                 "(%s)",
+                 it->id, it->mailbox, delay, it->res.text);
+        item_free(it);
+    } else {
+        uint32_t wait = sched_backoff(attempts, RETRY_MIN, RETRY_MAX);
+        snprintf(status, sizeof status, "dsn=4.3.0 %s", it->res.text);
+        spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DEFERRED, attempts, now + wait, status);
+        log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=4.3.0 status=deferred "
+                 "(%s) retry_in=%us",
+                 it->id, it->mailbox, delay, it->res.text, wait);
+        it->due = now + wait;
+        it->next = s->retry;
+        s->retry = it;
+        retry_arm(s);
+    }
+    sched_maybe_remove(s, id);
+    sched_dispatch(s);
+}
+
+static void sched_dispatch(struct sched *s)
+{
+    while (!s->stopped && s->ready && s->in_flight < s->cfg->delivery_concurrency) {
+        struct item *it = s->ready;
+        s->ready = it->next;
+        if (!s->ready)
+            s->ready_tail = &s->ready;
+        it->next = NULL;
+        it->body = spool_body_open(s->sp, it->id);
+        if (!it->body) {
+            item_free(it);
+            continue;
+        }
+        s->in_flight++;
+        ev_workers_submit(s->workers, deliver_work, deliver_done, it);
+    }
+}
+
+void sched_message_queued(struct sched *s, spool_id id)
+{
+    const struct spool_envelope *env = spool_get(s->sp, id);
+    if (!env)
+        return;
+    int64_t now = now_real_us() / 1000000;
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        const struct spool_rcpt *r = &env->rcpt[i];
+        if (rcpt_final(r->state))
+            continue;
+        if (!policy_is_local(s->cfg, r->addr)) {
+            if (r->state == SPOOL_RCPT_PENDING) {
+                spool_set_rcpt(s->sp, id, i, SPOOL_RCPT_DEFERRED, r->attempts, 0,
+                               "dsn=4.4.1 no transport for other domains yet");
+                log_info("qid=%016" PRIX64 " to=<%s> relay=none delay=0 dsn=4.4.1 "
+                         "status=deferred (no transport for other domains yet; kept in queue)",
+                         id, r->addr);
+                env = spool_get(s->sp, id);
+            }
+            continue;
+        }
+        struct item *it = xcalloc(1, sizeof *it);
+        it->s = s;
+        it->id = id;
+        it->idx = i;
+        it->mailbox = xstrdup(r->addr);
+        it->sender = xstrdup(env->sender);
+        if (r->next_attempt > now) {
+            it->due = r->next_attempt;
+            it->next = s->retry;
+            s->retry = it;
+        } else {
+            ready_push(s, it);
+        }
+    }
+    retry_arm(s);
+    sched_maybe_remove(s, id);
+    sched_dispatch(s);
+}
+
+struct sched *sched_new(struct ev_loop *loop, struct ev_workers *workers, struct spool *sp,
+                        const struct config *cfg)
+{
+    struct sched *s = xcalloc(1, sizeof *s);
+    s->loop = loop;
+    s->workers = workers;
+    s->sp = sp;
+    s->cfg = cfg;
+    s->ready_tail = &s->ready;
+    s->retry_timer = ev_timer_new(loop, on_retry_timer, s);
+    return s;
+}
+
+size_t sched_in_flight(const struct sched *s)
+{
+    return s->in_flight;
+}
+
+void sched_stop(struct sched *s)
+{
+    s->stopped = true;
+    ev_timer_stop(s->retry_timer);
+}
+
+void sched_free(struct sched *s)
+{
+    if (!s)
+        return;
+    while (s->ready) {
+        struct item *it = s->ready;
+        s->ready = it->next;
+        item_free(it);
+    }
+    while (s->retry) {
+        struct item *it = s->retry;
+        s->retry = it->next;
+        item_free(it);
+    }
+    ev_timer_free(s->retry_timer);
+    free(s);
+}

@@ -1,0 +1,227 @@
+/*
+ * server - listeners by role, connection limits and the session list.
+ *
+ * A connection past max_connections gets "421 4.3.2" and one past
+ * max_connections_per_client (counted per client IP address) gets
+ * "421 4.7.0", written straight to the socket before it is closed, so a flood
+ * costs no session state (DESIGN contract 4).
+ */
+#include "server/server.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "event/event.h"
+#include "server/session.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLIENT_BUCKETS 1024
+
+/* Connections per client address. */
+struct client_count {
+    struct client_count *next;
+    size_t n;
+    char addr[64];
+};
+
+struct listener {
+    struct server *srv;
+    struct ev_listener *l;
+    enum config_role role;
+};
+
+struct server {
+    struct server_deps deps;
+    struct session_env env;
+    struct listener *listeners;
+    size_t nlisteners;
+    struct session *sessions; /* list head */
+    size_t nsessions;
+    struct client_count *clients[CLIENT_BUCKETS];
+    bool shutting_down;
+    void (*shutdown_done)(void *arg);
+    void *shutdown_arg;
+};
+
+static size_t client_hash(const char *s)
+{
+    size_t h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (unsigned char)*s;
+    return h % CLIENT_BUCKETS;
+}
+
+static struct client_count **client_find(struct server *srv, const char *addr)
+{
+    struct client_count **pp = &srv->clients[client_hash(addr)];
+    while (*pp && strcmp((*pp)->addr, addr) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void client_addr_text(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t)outlen);
+        else
+            inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)outlen);
+    } else if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)outlen);
+    } else {
+        snprintf(out, outlen, "unknown");
+    }
+}
+
+/* Refuse a connection without a session: best-effort write, then close. */
+static void refuse(int fd, const char *line)
+{
+    ssize_t r = write(fd, line, strlen(line));
+    (void)r;
+    close(fd);
+}
+
+static void session_gone(struct server *srv, struct session *s, const char *client)
+{
+    struct session_link *l = session_link_of(s);
+    if (l->prev)
+        session_link_of(l->prev)->next = l->next;
+    else
+        srv->sessions = l->next;
+    if (l->next)
+        session_link_of(l->next)->prev = l->prev;
+    srv->nsessions--;
+    struct client_count **pp = client_find(srv, client);
+    if (*pp && --(*pp)->n == 0) {
+        struct client_count *c = *pp;
+        *pp = c->next;
+        free(c);
+    }
+    if (srv->shutting_down && srv->nsessions == 0 && srv->shutdown_done)
+        srv->shutdown_done(srv->shutdown_arg);
+}
+
+static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    struct listener *l = arg;
+    struct server *srv = l->srv;
+    const struct config *cfg = srv->deps.cfg;
+    char client[64];
+    client_addr_text(sa, client, sizeof client);
+    if (srv->shutting_down) {
+        refuse(fd, "421 4.3.2 Service shutting down\r\n");
+        return;
+    }
+    if (srv->nsessions >= cfg->max_connections) {
+        log_warn("event=connection_refused client=%s reason=max_connections limit=%zu", client,
+                 cfg->max_connections);
+        refuse(fd, "421 4.3.2 Too many connections, try again later\r\n");
+        return;
+    }
+    struct client_count **pp = client_find(srv, client);
+    if (*pp && (*pp)->n >= cfg->max_connections_per_client) {
+        log_warn("event=connection_refused client=%s reason=max_connections_per_client limit=%zu",
+                 client, cfg->max_connections_per_client);
+        refuse(fd, "421 4.7.0 Too many connections from your address, try again later\r\n");
+        return;
+    }
+    if (!*pp) {
+        *pp = xcalloc(1, sizeof **pp);
+        snprintf((*pp)->addr, sizeof (*pp)->addr, "%s", client);
+    }
+    (*pp)->n++;
+    struct session *s = session_new(&srv->env, fd, sa, salen, l->role, client);
+    struct session_link *link = session_link_of(s);
+    link->prev = NULL;
+    link->next = srv->sessions;
+    if (srv->sessions)
+        session_link_of(srv->sessions)->prev = s;
+    srv->sessions = s;
+    srv->nsessions++;
+}
+
+struct server *server_new(const struct server_deps *deps, char *err, size_t errlen)
+{
+    struct server *srv = xcalloc(1, sizeof *srv);
+    srv->deps = *deps;
+    srv->env.srv = srv;
+    srv->env.deps = &srv->deps;
+    srv->env.gone = session_gone;
+    const struct config *cfg = deps->cfg;
+    srv->listeners = xcalloc(cfg->nlisten, sizeof *srv->listeners);
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        struct listener *l = &srv->listeners[i];
+        l->srv = srv;
+        l->role = cfg->listen[i].role;
+        l->l = ev_listener_new(deps->loop, cfg->listen[i].host, cfg->listen[i].port, on_accept, l,
+                               err, errlen);
+        if (!l->l) {
+            server_free(srv);
+            return NULL;
+        }
+        srv->nlisteners = i + 1;
+        log_info("event=listening listener=%s address=%s port=%s", config_role_name(l->role),
+                 cfg->listen[i].host, cfg->listen[i].port);
+    }
+    return srv;
+}
+
+void server_shutdown(struct server *srv, void (*done)(void *arg), void *arg)
+{
+    srv->shutting_down = true;
+    srv->shutdown_done = done;
+    srv->shutdown_arg = arg;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        ev_listener_free(srv->listeners[i].l);
+        srv->listeners[i].l = NULL;
+    }
+    if (srv->nsessions == 0) {
+        if (done)
+            done(arg);
+        return;
+    }
+    struct session *s = srv->sessions;
+    while (s) {
+        struct session *next = session_link_of(s)->next;
+        session_shutdown(s);
+        s = next;
+    }
+}
+
+void server_close_all(struct server *srv)
+{
+    struct session *s = srv->sessions;
+    while (s) {
+        struct session *next = session_link_of(s)->next;
+        session_abort(s);
+        s = next;
+    }
+}
+
+size_t server_session_count(const struct server *srv)
+{
+    return srv->nsessions;
+}
+
+void server_free(struct server *srv)
+{
+    if (!srv)
+        return;
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        ev_listener_free(srv->listeners[i].l);
+    free(srv->listeners);
+    for (size_t i = 0; i < CLIENT_BUCKETS; i++) {
+        while (srv->clients[i]) {
+            struct client_count *c = srv->clients[i];
+            srv->clients[i] = c->next;
+            free(c);
+        }
+    }
+    free(srv);
+}
