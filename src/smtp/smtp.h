@@ -103,6 +103,9 @@ enum smtp_path_kind { SMTP_PATH_REVERSE /* MAIL FROM */, SMTP_PATH_FORWARD /* RC
  * 553 5.1.7 (MAIL) for a bad address, 501 5.1.3 for a path too long.
  * Missing angle brackets are tolerated only when the whole argument is one
  * word that forms a valid mailbox (as Postfix does for broken clients).
+ * s is the text after "FROM:" / "TO:" (the session strips those, any case):
+ * leading spaces are skipped ("MAIL FROM: <x@y>"); after '>' comes the end or
+ * a space before the parameters, else 501 5.5.4. "<>" for RCPT is 553 5.1.3.
  */
 const struct smtp_status *smtp_path_parse(const char *s, size_t len, enum smtp_path_kind kind,
                                           bool utf8_ok, struct smtp_path *out, const char **end);
@@ -232,5 +235,16 @@ size_t smtp_reply_format(char *out, size_t outlen, int code, const char *enh, co
    side later. Returns false on malformed lines. */
 bool smtp_reply_line_parse(const char *line, size_t len, int *code, bool *last,
                            const char **text);
+
+/* ---------------------------------------------------------------------
+ * Additions
+ */
+/*
+ * End of BDAT content (after the LAST chunk): a CR that ended the last chunk
+ * had no LF after it, so it is a bare CR (flagged, or completed to CRLF when
+ * normalizing). Writes at most 2 octets to out and sets *out_len; call it
+ * before smtp_data_status(). Harmless in DATA mode.
+ */
+void smtp_data_finish(struct smtp_data_dec *d, uint8_t *out, size_t *out_len);
 
 #endif
