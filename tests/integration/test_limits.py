@@ -1,0 +1,224 @@
+"""Limits (DESIGN contract 4): size, recipients, line length, idle time,
+errors, connections. Each limit is configured small and must answer with its
+reply code."""
+
+import time
+
+from tern_helpers import SMTPClient, check_delivered, dot_stuff, expect, make_message, new_token
+
+DEMO = "demo@example.test"
+LIMIT = 100 * 1024  # message_size_limit = 100K
+
+
+def test_size_declared(tern):
+    s = tern({"message_size_limit": "100K"})
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    expect(c.cmd("MAIL FROM:<a@example.org> SIZE=%d" % (LIMIT + 1)), 552, "5.3.4")
+    expect(c.cmd("MAIL FROM:<a@example.org> SIZE=200000"), 552, "5.3.4")
+    # 2^64 + 1 must not wrap around to 1
+    expect(c.cmd("MAIL FROM:<a@example.org> SIZE=18446744073709551617"), 552, "5.3.4")
+    # more than the 20 digits of RFC 1870's size-value: too big, or a syntax error
+    r = expect(c.cmd("MAIL FROM:<a@example.org> SIZE=99999999999999999999999999999999999"), (552, 501))
+    assert r.enhanced in ("5.3.4", "5.5.4"), r
+    expect(c.cmd("MAIL FROM:<a@example.org> SIZE=abc"), 501, "5.5.4")
+    expect(c.cmd("MAIL FROM:<a@example.org> SIZE=-1"), 501, "5.5.4")
+    expect(c.cmd("MAIL FROM:<a@example.org> SIZE="), 501, "5.5.4")
+    expect(c.cmd("MAIL FROM:<a@example.org> SIZE=50000"), 250)
+    c.close()
+
+
+def test_size_actual_data(tern):
+    s = tern({"message_size_limit": "100K"})
+    c = SMTPClient(s.mx_port, timeout=10)
+    c.ehlo()
+    big_tok = new_token()
+    big = make_message(big_tok, (b"x" * 998 + b"\r\n") * 150)  # ~150 KB, no SIZE= given
+    expect(c.cmd("MAIL FROM:<a@example.org>"), 250)
+    expect(c.cmd("RCPT TO:<%s>" % DEMO), 250)
+    expect(c.cmd("DATA"), 354)
+    c.send(dot_stuff(big))
+    expect(c.reply(), 552, "5.3.4")
+    # the session stays in step and accepts a message under the limit
+    expect(c.cmd("NOOP"), 250)
+    tok = new_token()
+    ok = make_message(tok, (b"y" * 998 + b"\r\n") * 50)  # ~50 KB
+    expect(c.send_message("a@example.org", [DEMO], ok, " SIZE=%d" % len(ok)), 250)
+    c.close()
+    (p, data), = s.wait_token(tok)
+    check_delivered(data, "a@example.org", DEMO, ok)
+    time.sleep(0.3)
+    assert s.find_token(big_tok) == []
+
+
+def test_size_bdat(tern):
+    s = tern({"message_size_limit": "100K"})
+    c = SMTPClient(s.mx_port, timeout=10)
+    c.ehlo()
+    tok = new_token()
+    msg = make_message(tok, (b"z" * 998 + b"\r\n") * 150)
+    expect(c.cmd("MAIL FROM:<a@example.org>"), 250)
+    expect(c.cmd("RCPT TO:<%s>" % DEMO), 250)
+    half = len(msg) // 2
+    c.send(b"BDAT %d\r\n" % half + msg[:half])
+    r1 = c.reply()
+    c.send(b"BDAT %d LAST\r\n" % (len(msg) - half) + msg[half:])
+    r2 = c.reply()
+    # the limit is crossed in the second chunk: 552 for it (the first may pass)
+    expect(r1, (250, 552))
+    expect(r2, 552, "5.3.4")
+    expect(c.cmd("NOOP"), 250)
+    c.close()
+    time.sleep(0.5)
+    assert s.find_token(tok) == []
+
+
+def test_recipient_limit(tern):
+    s = tern({"max_recipients": "100"}, aliases=["@example.test: demo@example.test"])
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    tok = new_token()
+    msg = make_message(tok)
+    cmds = b"MAIL FROM:<alice@example.org>\r\n" + b"".join(
+        b"RCPT TO:<user%d@example.test>\r\n" % i for i in range(1, 102))
+    c.send(cmds)
+    r = c.replies(102)
+    expect(r[0], 250)
+    for i in range(1, 101):
+        expect(r[i], 250)
+    expect(r[101], 452, "4.5.3")
+    expect(c.cmd("DATA"), 354)
+    c.send(dot_stuff(msg))
+    expect(c.reply(), 250)
+    c.close()
+    # every one of the 100 recipients is the catch-all's demo: one file per mailbox
+    found = s.wait_token(tok)
+    time.sleep(0.5)
+    found = s.find_token(tok)
+    assert len(found) == 1, "%d files for one message to one mailbox" % len(found)
+    check_delivered(found[0][1], "alice@example.org", DEMO, msg)
+
+
+def test_line_length(tern):
+    s = tern()
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    line512 = "NOOP " + "x" * (512 - 2 - 5)
+    assert len(line512) + 2 == 512
+    expect(c.cmd(line512), 250)
+    c.close()
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    expect(c.cmd(line512 + "x"), 500, "5.5.2")
+    c.close()
+    # a 512-octet MAIL command is a command too
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    local = "a" * (512 - 2 - len("MAIL FROM:<@example.org>"))
+    mail = "MAIL FROM:<%s@example.org>" % local
+    assert len(mail) + 2 == 512
+    r = c.cmd(mail)
+    assert r.code != 500, "a 512-octet command line was refused as too long: %r" % r
+    c.close()
+    # a 200 KB line: refused (or disconnected), and the server lives on
+    c = SMTPClient(s.mx_port, timeout=10)
+    c.ehlo()
+    try:
+        c.send(b"NOOP " + b"A" * 200000 + b"\r\n")
+        r = c.reply()
+        assert r.closed or (r.code == 500 and r.enhanced == "5.5.2"), r
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    c.close()
+    c = SMTPClient(s.mx_port)
+    expect(c.greeting, 220)
+    c.close()
+
+
+def test_idle_timeout(tern):
+    s = tern({"idle_timeout": "2s"})
+    c = SMTPClient(s.mx_port)
+    t0 = time.monotonic()
+    c.ehlo()
+    r = c.reply(timeout=5)
+    dt = time.monotonic() - t0
+    expect(r, 421, "4.4.2")
+    assert 1.5 <= dt <= 3.5, "421 after %.2fs with idle_timeout = 2s" % dt
+    assert r.closed or c.closed(1), "connection not closed after 421"
+
+
+def test_idle_timeout_in_data(tern):
+    s = tern({"idle_timeout": "2s"})
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    expect(c.cmd("MAIL FROM:<a@example.org>"), 250)
+    expect(c.cmd("RCPT TO:<%s>" % DEMO), 250)
+    expect(c.cmd("DATA"), 354)
+    c.send(b"Subject: half a message\r\n")
+    t0 = time.monotonic()
+    r = c.reply(timeout=5)
+    dt = time.monotonic() - t0
+    expect(r, 421, "4.4.2")
+    assert dt <= 3.5, "421 after %.2fs with idle_timeout = 2s" % dt
+    time.sleep(0.3)
+    assert s.all_delivered() == []
+
+
+def test_error_limit(tern):
+    s = tern({"max_errors": "5"})
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    got = []
+    for i in range(8):
+        try:
+            c.send(b"XYZZY %d\r\n" % i)
+        except OSError:
+            break
+        rs = [c.reply()]
+        if rs[0].code is not None and not rs[0].closed:
+            rs += c.read_rest(0.2)
+        got += [r for r in rs if r.lines or r.closed]
+        if any(r.code == 421 for r in rs) or c.eof:
+            break
+    codes = [r.code for r in got]
+    assert 421 in codes, "no 421 after 8 errors with max_errors = 5: %r" % got
+    idx = codes.index(421)
+    expect(got[idx], 421, "4.7.0")
+    assert 4 <= idx <= 6, "421 came after %d errors with max_errors = 5: %r" % (idx, got)
+    assert all(cd is not None and 500 <= cd < 600 for cd in codes[:idx]), got
+    assert got[idx].closed or c.closed(1), "connection not closed after 421"
+
+
+def test_connection_cap_per_client(tern):
+    s = tern({"max_connections_per_client": "3"})
+    conns = [SMTPClient(s.mx_port) for _ in range(3)]
+    for c in conns:
+        expect(c.greeting, 220)
+    extra = SMTPClient(s.mx_port)
+    expect(extra.greeting, 421, "4.7.0")
+    assert extra.greeting.closed or extra.closed(1), "not closed after 421"
+    extra.close()
+    # a slot frees when a connection ends
+    conns[0].close()
+    time.sleep(0.3)
+    again = SMTPClient(s.mx_port)
+    expect(again.greeting, 220)
+    for c in conns[1:] + [again]:
+        c.close()
+
+
+def test_connection_cap_total(tern):
+    s = tern({"max_connections": "4", "max_connections_per_client": "50"})
+    conns = [SMTPClient(s.mx_port) for _ in range(4)]
+    for c in conns:
+        expect(c.greeting, 220)
+    extra = SMTPClient(s.mx_port)
+    expect(extra.greeting, 421, "4.3.2")
+    assert extra.greeting.closed or extra.closed(1), "not closed after 421"
+    extra.close()
+    conns[0].close()
+    time.sleep(0.3)
+    again = SMTPClient(s.mx_port)
+    expect(again.greeting, 220)
+    for c in conns[1:] + [again]:
+        c.close()
