@@ -107,11 +107,13 @@ class TernServer:
 
     def start(self, wait=True):
         assert not self.running, "server already running"
+        binary = tern_bin()
+        assert binary.is_file(), "no tern binary at %s (build it, or set TERN_BIN)" % binary
         log = self.dir / ("tern.%d.log" % len(self.logs))
         self.logs.append(log)
         with open(log, "wb") as fh:
             self.proc = subprocess.Popen(
-                [str(tern_bin()), "serve", "-c", str(self.conf)],
+                [str(binary), "serve", "-c", str(self.conf)],
                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                 env=server_env(), cwd=str(self.dir))
         if wait:

@@ -260,7 +260,7 @@ class Delivered:
         self.delivered_to = dt.decode("utf-8", "replace")
         self.received = rc.decode("utf-8", "replace")
         self.rest = self.data[pos:]
-        m = re.search(r"\bby %s \(Tern\) with ([A-Za-z0-9]+) id ([A-Za-z0-9._-]+)"
+        m = re.search(r"\bby\s+%s\s+\(Tern\)\s+with\s+([A-Za-z0-9]+)\s+id\s+([A-Za-z0-9._-]+)"
                       % re.escape(HOSTNAME), self.received)
         if m:
             self.with_proto, self.queue_id = m.group(1), m.group(2)
