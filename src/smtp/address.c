@@ -466,7 +466,7 @@ const struct smtp_status *smtp_path_parse(const char *str, size_t len, enum smtp
         enum perr e = P_OK;
         struct mbox m;
         memset(&m, 0, sizeof m);
-        if (s[p] == '@')
+        if (p < len && s[p] == '@')
             e = parse_route(s, len, &p, utf8_ok);
         if (e == P_OK)
             e = parse_mailbox(s, len, &p, utf8_ok, &m);

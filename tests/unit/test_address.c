@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "smtp/smtp.h"
@@ -309,12 +310,46 @@ static void test_path_limits(void **state)
     assert_int_equal(st->code, 501);
 }
 
+/* Every prefix of some paths, in an exact-size heap buffer: no read past the end
+   (run under ASan). */
+static void test_path_prefixes(void **state)
+{
+    (void)state;
+    static const char *full[] = {
+        "<user@example.org> SIZE=1",
+        "<\"a\\\"b\"@example.org>",
+        "<@a.example,@b.example:u@c.example>",
+        "<u@[192.0.2.1]>",
+        "<u@[IPv6:2001:db8::1]>",
+        "<u@[tag:x]>",
+        "<Postmaster>",
+        "<>",
+        "<j\xc3\xb6rg@b\xc3\xbc.example>",
+        "user@example.org",
+    };
+    for (size_t i = 0; i < N(full); i++) {
+        size_t n = strlen(full[i]);
+        for (size_t k = 0; k <= n; k++) {
+            char *buf = malloc(k ? k : 1);
+            assert_non_null(buf);
+            memcpy(buf, full[i], k);
+            for (int f = 0; f < 4; f++) {
+                struct smtp_path p;
+                const char *end;
+                (void)smtp_path_parse(buf, k, (f & 1) ? R : M, f & 2, &p, &end);
+            }
+            free(buf);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_path_table),
         cmocka_unit_test(test_path_flags),
         cmocka_unit_test(test_path_limits),
+        cmocka_unit_test(test_path_prefixes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "smtp/smtp.h"
@@ -247,12 +248,36 @@ static void test_reply_line_parse(void **state)
     }
 }
 
+/* Every prefix of some lines, in an exact-size heap buffer (run under ASan). */
+static void test_prefixes(void **state)
+{
+    (void)state;
+    static const char *full[] = {"MAIL FROM:<a@b> SIZE=1  ", "BDAT 100 LAST ", "250-2.0.0 ok"};
+    for (size_t i = 0; i < N(full); i++) {
+        size_t n = strlen(full[i]);
+        for (size_t k = 0; k <= n; k++) {
+            char *buf = malloc(k ? k : 1);
+            assert_non_null(buf);
+            memcpy(buf, full[i], k);
+            struct smtp_cmd cmd;
+            uint64_t size;
+            bool last;
+            int code;
+            const char *text;
+            (void)smtp_cmd_parse(buf, k, &cmd);
+            (void)smtp_bdat_parse(buf, k, &size, &last);
+            (void)smtp_reply_line_parse(buf, k, &code, &last, &text);
+            free(buf);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmd_table),        cmocka_unit_test(test_bdat_table),
         cmocka_unit_test(test_reply_format),     cmocka_unit_test(test_reply_format_long),
-        cmocka_unit_test(test_reply_line_parse),
+        cmocka_unit_test(test_reply_line_parse), cmocka_unit_test(test_prefixes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "smtp/smtp.h"
@@ -291,13 +292,38 @@ static void test_xtext(void **state)
     assert_int_equal(smtp_xtext_decode("", 0, out, 0), -1);
 }
 
+/* Every prefix of some parameter lists, in an exact-size heap buffer (run under ASan). */
+static void test_prefixes(void **state)
+{
+    (void)state;
+    static const char *full[] = {
+        "SIZE=4096 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=a+2Bb",
+        "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;user+2Btag@example.org",
+        "ENVID=+41+4",
+    };
+    struct smtp_ext ext = ext_of(X_ALL);
+    for (size_t i = 0; i < N(full); i++) {
+        size_t n = strlen(full[i]);
+        for (size_t k = 0; k <= n; k++) {
+            char *buf = malloc(k ? k : 1), out[8];
+            assert_non_null(buf);
+            memcpy(buf, full[i], k);
+            struct smtp_mail_params mp;
+            struct smtp_rcpt_params rp;
+            (void)smtp_mail_params_parse(buf, k, &ext, &mp);
+            (void)smtp_rcpt_params_parse(buf, k, &ext, &rp);
+            (void)smtp_xtext_decode(buf, k, out, sizeof out);
+            free(buf);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mail_table),
-        cmocka_unit_test(test_rcpt_table),
-        cmocka_unit_test(test_lengths),
-        cmocka_unit_test(test_xtext),
+        cmocka_unit_test(test_mail_table), cmocka_unit_test(test_rcpt_table),
+        cmocka_unit_test(test_lengths),    cmocka_unit_test(test_xtext),
+        cmocka_unit_test(test_prefixes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
