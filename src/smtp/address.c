@@ -11,8 +11,10 @@
  * smtp_path_parse() is handed the text after "FROM:" or "TO:" (the session
  * strips those, case-insensitively): optional spaces, then "<path>", then
  * either the end or a space before the ESMTP parameters. A source route is
- * checked and then dropped. Pure: no I/O, no allocation; the result lives
- * in the caller's struct and error replies are static.
+ * checked and then dropped. Label lengths (1..63) count octets, U-labels
+ * included; a bare "Postmaster" is only a forward-path. Pure: no I/O, no
+ * allocation; the result lives in the caller's struct and error replies are
+ * static.
  */
 #include "smtp/smtp.h"
 
