@@ -1,1 +1,84 @@
-/* placeholder: being written */
+/*
+ * check - `tern check [-c FILE]`: load the configuration (default
+ * /etc/tern/tern.conf) and the aliases file it names, print every diagnostic
+ * on stderr as "FILE:LINE: message" ("FILE: message" when it concerns the
+ * whole file), and on success print a one-line summary on stdout:
+ *
+ *     FILE: configuration ok (3 listeners, 1 local domains, 2 mailboxes, 3 aliases)
+ *
+ * Exit status: 0 valid (warnings allowed), 1 any error, 2 bad usage.
+ */
+#include "cli/cli.h"
+#include "config/aliases.h"
+#include "config/config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define CHECK_DEFAULT_CONFIG "/etc/tern/tern.conf"
+
+static void print_diags(const struct config_diags *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->v[i].line)
+            fprintf(stderr, "%s:%u: %s\n", d->v[i].file, d->v[i].line, d->v[i].msg);
+        else
+            fprintf(stderr, "%s: %s\n", d->v[i].file, d->v[i].msg);
+    }
+}
+
+int cli_check(int argc, char **argv)
+{
+    const char *file = CHECK_DEFAULT_CONFIG;
+    int c;
+#ifdef __GLIBC__
+    optind = 0; /* full reset, in case getopt ran before */
+#else
+    optind = 1;
+#endif
+    opterr = 0;
+    while ((c = getopt(argc, argv, "+:c:h")) != -1) {
+        switch (c) {
+        case 'c':
+            file = optarg;
+            break;
+        case 'h':
+            printf("usage: tern check [-c FILE]\n");
+            return 0;
+        case ':':
+            fprintf(stderr, "tern check: option -%c needs a FILE\nusage: tern check [-c FILE]\n",
+                    optopt);
+            return 2;
+        default:
+            fprintf(stderr, "tern check: unknown option -%c\nusage: tern check [-c FILE]\n",
+                    optopt);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tern check: unexpected argument \"%s\"\nusage: tern check [-c FILE]\n",
+                argv[optind]);
+        return 2;
+    }
+
+    struct config_diags diags = {0, NULL};
+    struct config *cfg = config_load(file, &diags);
+    struct aliases *aliases = NULL;
+    bool ok = cfg != NULL;
+    if (cfg && cfg->aliases_file) {
+        aliases = aliases_load(cfg->aliases_file, &diags);
+        ok = aliases != NULL;
+    }
+    print_diags(&diags);
+    if (ok)
+        printf("%s: configuration ok (%zu listeners, %zu local domains, %zu mailboxes, %zu "
+               "aliases)\n",
+               file, cfg->nlisten, cfg->local_domains.n, cfg->mailboxes.n, aliases_count(aliases));
+    else
+        fprintf(stderr, "%s: configuration has errors\n", file);
+    aliases_free(aliases);
+    config_free(cfg);
+    config_diags_free(&diags);
+    return ok ? 0 : 1;
+}

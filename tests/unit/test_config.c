@@ -1,8 +1,857 @@
-/* placeholder: being written */
+/*
+ * test_config - unit tests of config_parse() and its helpers: every key with
+ * its default, sizes and times with suffixes and overflow, lists, comments,
+ * continuation lines, repeated keys, errors with their lines, trusted
+ * networks, and the embedded default configuration (examples/tern.conf).
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-static void placeholder(void **state) { (void)state; }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(placeholder) }; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "smtp/smtp.h"
+
+#ifndef TERN_SOURCE_ROOT
+#define TERN_SOURCE_ROOT "."
+#endif
+
+#define KIB 1024ull
+#define MIB (1024ull * 1024)
+#define GIB (1024ull * 1024 * 1024)
+
+/* The smallest valid file: one listener and one local domain. */
+static const char base[] = "mx_listen = 127.0.0.1:2525\n"
+                           "local_domains = example.test\n";
+#define BASE_LINES 2
+
+static struct config *parse(const char *text, struct config_diags *d)
+{
+    return config_parse(text, strlen(text), "t.conf", d);
+}
+
+static char *cat(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 2);
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    s[la + lb] = '\n';
+    s[la + lb + 1] = '\0';
+    return s;
+}
+
+static char *read_source(const char *rel, size_t *len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", TERN_SOURCE_ROOT, rel);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = malloc(1 << 20);
+    *len = fread(buf, 1, (1 << 20) - 1, f);
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Does d hold a diagnostic at `line` whose message contains `text`? */
+static bool has_diag(const struct config_diags *d, unsigned line, const char *text)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->v[i].line == line && strstr(d->v[i].msg, text) &&
+            strcmp(d->v[i].file, "t.conf") == 0)
+            return true;
+    return false;
+}
+
+static void dump_diags(const struct config_diags *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        print_message("# diag %s:%u: %s\n", d->v[i].file, d->v[i].line, d->v[i].msg);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse(base, &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_null(c->hostname);
+    assert_int_equal(c->nlisten, 1);
+    assert_int_equal(c->listen[0].role, ROLE_MX);
+    assert_string_equal(c->listen[0].host, "127.0.0.1");
+    assert_string_equal(c->listen[0].port, "2525");
+    assert_int_equal(c->local_domains.n, 1);
+    assert_int_equal(c->mailboxes.n, 0);
+    assert_null(c->aliases_file);
+    assert_string_equal(c->maildir_root, "var/mail");
+    assert_string_equal(c->spool_dir, "var/spool");
+    assert_int_equal(c->ntrusted, 0);
+    assert_int_equal(c->bare_newline, SMTP_NEWLINE_REJECT);
+    assert_true(c->message_size_limit == 50 * MIB);
+    assert_int_equal(c->max_recipients, 1000);
+    assert_int_equal(c->max_command_line, 512);
+    assert_int_equal(c->max_text_line, 1000);
+    assert_int_equal(c->max_header_count, 1000);
+    assert_int_equal(c->max_errors, 20);
+    assert_int_equal(c->max_junk_commands, 100);
+    assert_int_equal(c->max_connections, 1000);
+    assert_int_equal(c->max_connections_per_client, 50);
+    assert_int_equal(c->idle_timeout, 300);
+    assert_int_equal(c->session_timeout, 3600);
+    assert_true(c->spool_segment_size == 64 * MIB);
+    assert_int_equal(c->delivery_workers, 4);
+    assert_int_equal(c->delivery_concurrency, 64);
+    assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+    config_free(c);
+    config_diags_free(&d);
+}
+
+enum width { W64, WSIZE, W32, WINT };
+
+static const struct num_case {
+    const char *line;
+    size_t off;
+    enum width w;
+    uint64_t want;
+} num_cases[] = {
+#define N(line, field, w, want)                                                                    \
+    {                                                                                              \
+        line, offsetof(struct config, field), w, want                                              \
+    }
+    N("message_size_limit = 10M", message_size_limit, W64, 10 * MIB),
+    N("message_size_limit = 10m", message_size_limit, W64, 10 * MIB),
+    N("message_size_limit = 1G", message_size_limit, W64, GIB),
+    N("message_size_limit = 2g", message_size_limit, W64, 2 * GIB),
+    N("message_size_limit = 4K", message_size_limit, W64, 4 * KIB),
+    N("message_size_limit = 1024", message_size_limit, W64, 1024),
+    N("message_size_limit = 123456789", message_size_limit, W64, 123456789),
+    N("message_size_limit =", message_size_limit, W64, 50 * MIB),
+    N("max_recipients = 100", max_recipients, WSIZE, 100),
+    N("max_recipients = 100000", max_recipients, WSIZE, 100000),
+    N("max_recipients = 0250", max_recipients, WSIZE, 250),
+    N("max_recipients =", max_recipients, WSIZE, 1000),
+    N("max_command_line = 512", max_command_line, WSIZE, 512),
+    N("max_command_line = 1k", max_command_line, WSIZE, 1024),
+    N("max_command_line = 64K", max_command_line, WSIZE, 65536),
+    N("max_text_line = 1000", max_text_line, WSIZE, 1000),
+    N("max_text_line = 900K", max_text_line, WSIZE, 900 * 1024),
+    N("max_text_line = 1000000", max_text_line, WSIZE, 1000000),
+    N("max_header_count = 50", max_header_count, WSIZE, 50),
+    N("max_header_count = 100000", max_header_count, WSIZE, 100000),
+    N("max_errors = 1", max_errors, WSIZE, 1),
+    N("max_errors = 10000", max_errors, WSIZE, 10000),
+    N("max_junk_commands = 7", max_junk_commands, WSIZE, 7),
+    N("max_connections = 100000", max_connections, WSIZE, 100000),
+    N("max_connections_per_client = 3", max_connections_per_client, WSIZE, 3),
+    N("idle_timeout = 45", idle_timeout, W32, 45),
+    N("idle_timeout = 30s", idle_timeout, W32, 30),
+    N("idle_timeout = 5m", idle_timeout, W32, 300),
+    N("idle_timeout = 5M", idle_timeout, W32, 300),
+    N("idle_timeout = 1h", idle_timeout, W32, 3600),
+    N("idle_timeout =", idle_timeout, W32, 300),
+    N("session_timeout = 1d", session_timeout, W32, 86400),
+    N("session_timeout = 90m", session_timeout, W32, 5400),
+    N("session_timeout = 1", session_timeout, W32, 1),
+    N("spool_segment_size = 64K", spool_segment_size, W64, 64 * KIB),
+    N("spool_segment_size = 16G", spool_segment_size, W64, 16 * GIB),
+    N("spool_segment_size = 1M", spool_segment_size, W64, MIB),
+    N("delivery_workers = 1", delivery_workers, WSIZE, 1),
+    N("delivery_workers = 256", delivery_workers, WSIZE, 256),
+    N("delivery_concurrency = 10000", delivery_concurrency, WSIZE, 10000),
+    N("bare_newline = normalize", bare_newline, WINT, SMTP_NEWLINE_NORMALIZE),
+    N("bare_newline = REJECT", bare_newline, WINT, SMTP_NEWLINE_REJECT),
+    N("bare_newline =", bare_newline, WINT, SMTP_NEWLINE_REJECT),
+    N("log_level = error", log_level, WINT, LOG_LEVEL_ERROR),
+    N("log_level = warn", log_level, WINT, LOG_LEVEL_WARN),
+    N("log_level = Info", log_level, WINT, LOG_LEVEL_INFO),
+    N("log_level = debug", log_level, WINT, LOG_LEVEL_DEBUG),
+    N("log_level =", log_level, WINT, LOG_LEVEL_INFO),
+#undef N
+};
+
+static void test_numeric_keys(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof num_cases / sizeof num_cases[0]; i++) {
+        const struct num_case *t = &num_cases[i];
+        char *text = cat(base, t->line);
+        struct config_diags d = {0};
+        struct config *c = parse(text, &d);
+        if (!c || d.n) {
+            dump_diags(&d);
+            fail_msg("\"%s\" did not parse cleanly", t->line);
+        }
+        const char *f = (const char *)c + t->off;
+        uint64_t got = 0;
+        switch (t->w) {
+        case W64:
+            got = *(const uint64_t *)(const void *)f;
+            break;
+        case WSIZE:
+            got = *(const size_t *)(const void *)f;
+            break;
+        case W32:
+            got = *(const uint32_t *)(const void *)f;
+            break;
+        case WINT:
+            got = (uint64_t) * (const int *)(const void *)f;
+            break;
+        }
+        if (got != t->want)
+            fail_msg("\"%s\": got %llu, want %llu", t->line, (unsigned long long)got,
+                     (unsigned long long)t->want);
+        config_free(c);
+        config_diags_free(&d);
+        free(text);
+    }
+}
+
+/* Lines that are errors: appended to base, so they are line BASE_LINES + 1. */
+static const struct bad_case {
+    const char *line;
+    const char *msg;
+} bad_cases[] = {
+    {"message_size_limit = 10X", "message_size_limit: \"10X\" is not a size"},
+    {"message_size_limit = 10MB", "is not a size"},
+    {"message_size_limit = -1", "is not a size"},
+    {"message_size_limit = M", "is not a size"},
+    {"message_size_limit = 1.5M", "is not a size"},
+    {"message_size_limit = 0", "out of range (1K to 2G)"},
+    {"message_size_limit = 3G", "out of range"},
+    {"message_size_limit = 18446744073709551616", "out of range"},
+    {"message_size_limit = 18446744073709551615", "out of range"},
+    {"message_size_limit = 17179869184G", "out of range"},
+    {"max_recipients = 99", "max_recipients: 99 is out of range (100 to 100000)"},
+    {"max_recipients = 100001", "out of range"},
+    {"max_recipients = 1K", "max_recipients: \"1K\" is not a number"},
+    {"max_recipients = 99999999999999999999999", "out of range"},
+    {"max_command_line = 511", "out of range (512 to 64K)"},
+    {"max_command_line = 65537", "out of range"},
+    {"max_text_line = 999", "out of range"},
+    {"max_text_line = 1G", "out of range"},
+    {"max_header_count = 49", "out of range"},
+    {"max_errors = 0", "out of range"},
+    {"max_junk_commands = 0", "out of range"},
+    {"max_connections = 0", "out of range"},
+    {"max_connections_per_client = 100001", "out of range"},
+    {"idle_timeout = 0", "out of range (1s to 1h)"},
+    {"idle_timeout = 2h", "out of range"},
+    {"idle_timeout = 10x", "is not a time"},
+    {"idle_timeout = 10 s", "takes one value"},
+    {"idle_timeout = 99999999999999999999", "out of range"},
+    {"idle_timeout = 9999999999999999999d", "out of range"},
+    {"session_timeout = 2d", "out of range (1s to 1d)"},
+    {"spool_segment_size = 1K", "out of range (64K to 16G)"},
+    {"delivery_workers = 257", "out of range"},
+    {"delivery_concurrency = 0", "out of range"},
+    {"bare_newline = maybe", "bare_newline: \"maybe\" is not one of reject, normalize"},
+    {"log_level = verbose", "is not one of error, warn, info, debug"},
+    {"hostname = bad_name.test", "hostname: \"bad_name.test\" is not a domain name"},
+    {"hostname = a..b", "is not a domain name"},
+    {"hostname = -a.test", "is not a domain name"},
+    {"hostname = a-.test", "is not a domain name"},
+    {"hostname = mail.test.", "is not a domain name"},
+    {"hostname = two words", "hostname takes one value"},
+    {"spool_dir = var/my spool", "spool_dir takes one value"},
+    {"mx_listen = localhost:25", "the host must be a numeric IPv4 address"},
+    {"mx_listen = 127.0.0.1", "is not host:port"},
+    {"mx_listen = 127.0.0.1:0", "the port must be a number from 1 to 65535"},
+    {"mx_listen = 127.0.0.1:65536", "the port must be"},
+    {"mx_listen = 127.0.0.1:", "the port must be"},
+    {"mx_listen = 127.0.0.1:smtp", "the port must be"},
+    {"mx_listen = :25", "numeric IPv4 address"},
+    {"mx_listen = ::1:25", "write an IPv6 address in brackets"},
+    {"mx_listen = [::1]25", "is not host:port"},
+    {"mx_listen = [::1", "is not host:port"},
+    {"mx_listen = [127.0.0.1]:25", "numeric IPv6 address"},
+    {"mx_listen = [mail.test]:25", "numeric IPv6 address"},
+    {"submission_listen = 127.0.0.1:2525", "submission_listen: 127.0.0.1:2525 is already a "
+                                           "listener (line 1)"},
+    {"local_domains = exa_mple.test", "local_domains: \"exa_mple.test\" is not a domain name"},
+    {"mailboxes = nobody", "mailboxes: \"nobody\" is not an address local@domain"},
+    {"mailboxes = a..b@example.test", "is not an address"},
+    {"mailboxes = .a@example.test", "is not an address"},
+    {"mailboxes = \"a b\"@example.test", "is not an address"},
+    {"mailboxes = a@b@example.test", "is not an address"},
+    {"mailboxes = j\xc3@example.test", "is not an address"},            /* truncated UTF-8 */
+    {"mailboxes = \xc0\xaf@example.test", "is not an address"},         /* overlong */
+    {"mailboxes = \xed\xa0\x80@example.test", "is not an address"},     /* surrogate */
+    {"mailboxes = \xf4\x90\x80\x80@example.test", "is not an address"}, /* past U+10FFFF */
+    {"hostname = m\xc3\xa4il.test", "is not a domain name"},            /* ASCII only */
+    {"mailboxes = a@other.test", "the domain of \"a@other.test\" is not listed in local_domains"},
+    {"mailboxes = demo@example.test # the demo",
+     "\"# the demo\" in the value: a comment must be on a line of its own"},
+    {"trusted_networks = 10.0.0.0/33", "the prefix length must be 0 to 32"},
+    {"trusted_networks = ::1/129", "the prefix length must be 0 to 128"},
+    {"trusted_networks = 10.0.0.0/", "the prefix length"},
+    {"trusted_networks = 10.0.0.0/x", "the prefix length"},
+    {"trusted_networks = host.example", "is not a numeric address or address/prefix"},
+    {"trusted_networks = [10.0.0.1]", "is not a numeric address"},
+    {"trusted_networks = 10.0.0", "is not a numeric address"},
+    {"foo = bar", "unknown key \"foo\""},
+    {"Hostname = mail.test", "unknown key \"Hostname\""},
+    {"hostname: mail.test", "syntax error: expected \"key = value\""},
+    {"just words", "syntax error"},
+    {"= value", "syntax error"},
+    {"hostname", "syntax error"},
+};
+
+static void test_bad_values(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const struct bad_case *t = &bad_cases[i];
+        char *text = cat(base, t->line);
+        struct config_diags d = {0};
+        struct config *c = parse(text, &d);
+        if (c || !has_diag(&d, BASE_LINES + 1, t->msg)) {
+            dump_diags(&d);
+            fail_msg("\"%s\": want an error at line %d containing '%s'", t->line, BASE_LINES + 1,
+                     t->msg);
+        }
+        config_diags_free(&d);
+        free(text);
+    }
+}
+
+static void test_listeners(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse("submissions_listen = [::1]:4650\n"
+                             "mx_listen = 127.0.0.1:2525, [::1]:02525\n"
+                             "submission_listen = 0.0.0.0:587 [::]:587\n",
+                             &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(c->nlisten, 5);
+    static const struct {
+        enum config_role role;
+        const char *host, *port;
+    } want[] = {
+        {ROLE_MX, "127.0.0.1", "2525"},      {ROLE_MX, "::1", "2525"},
+        {ROLE_SUBMISSION, "0.0.0.0", "587"}, {ROLE_SUBMISSION, "::", "587"},
+        {ROLE_SUBMISSIONS, "::1", "4650"},
+    };
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(c->listen[i].role, want[i].role);
+        assert_string_equal(c->listen[i].host, want[i].host);
+        assert_string_equal(c->listen[i].port, want[i].port);
+    }
+    config_free(c);
+
+    /* No listener at all is an error not tied to a line. */
+    c = parse("hostname = mail.test\nmx_listen =\n", &d);
+    assert_null(c);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.v[0].line, 0);
+    assert_non_null(strstr(d.v[0].msg, "no listener"));
+    config_diags_free(&d);
+
+    /* ...but one role is enough. */
+    c = parse("submissions_listen = 127.0.0.1:465\n", &d);
+    assert_non_null(c);
+    assert_int_equal(c->nlisten, 1);
+    assert_string_equal(config_role_name(c->listen[0].role), "submissions");
+    config_free(c);
+
+    /* The same address twice, also written differently. */
+    c = parse("mx_listen = [::1]:25\nsubmission_listen = [0:0::1]:25\n", &d);
+    assert_null(c);
+    assert_true(has_diag(&d, 2, "submission_listen: [0:0::1]:25 is already a listener (line 1)"));
+    config_diags_free(&d);
+
+    assert_string_equal(config_role_name(ROLE_MX), "mx");
+    assert_string_equal(config_role_name(ROLE_SUBMISSION), "submission");
+    assert_string_equal(config_role_name(ROLE_SUBMISSIONS), "submissions");
+}
+
+static void test_strings_and_lists(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse("hostname = Mail.Example.TEST\n"
+                             "mx_listen = 127.0.0.1:25\n"
+                             "local_domains = Example.TEST,other.test  third.test,,\n"
+                             "  example.test\n"
+                             "mailboxes = Demo@EXAMPLE.test,demo@example.test, a.b+c@other.test\n"
+                             "aliases_file = /etc/tern/aliases\n"
+                             "maildir_root = /srv/mail\n"
+                             "spool_dir = /srv/sp#ool\n",
+                             &d);
+    if (!c)
+        dump_diags(&d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_string_equal(c->hostname, "Mail.Example.TEST");
+    assert_int_equal(c->local_domains.n, 3);
+    assert_string_equal(c->local_domains.v[0], "example.test");
+    assert_string_equal(c->local_domains.v[1], "other.test");
+    assert_string_equal(c->local_domains.v[2], "third.test");
+    assert_int_equal(c->mailboxes.n, 2);
+    assert_string_equal(c->mailboxes.v[0], "demo@example.test");
+    assert_string_equal(c->mailboxes.v[1], "a.b+c@other.test");
+    assert_string_equal(c->aliases_file, "/etc/tern/aliases");
+    assert_string_equal(c->maildir_root, "/srv/mail");
+    assert_string_equal(c->spool_dir, "/srv/sp#ool");
+    config_free(c);
+
+    /* Empty values: lists empty, scalars default. */
+    c = parse("mx_listen = 127.0.0.1:25\nhostname =\naliases_file =\nmaildir_root =\n"
+              "spool_dir=\nlocal_domains =\nmailboxes =\ntrusted_networks =\n",
+              &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_null(c->hostname);
+    assert_null(c->aliases_file);
+    assert_string_equal(c->maildir_root, "var/mail");
+    assert_string_equal(c->spool_dir, "var/spool");
+    assert_int_equal(c->local_domains.n, 0);
+    assert_int_equal(c->mailboxes.n, 0);
+    assert_int_equal(c->ntrusted, 0);
+    config_free(c);
+}
+
+/* RFC 6531: UTF-8 local parts and domains in mailboxes and local_domains. */
+static void test_utf8(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse("mx_listen = 127.0.0.1:25\n"
+                             "local_domains = example.test, bücher.test\n"
+                             "mailboxes = jörg@example.test, 王@bücher.test\n"
+                             "  📮@example.test\n",
+                             &d);
+    if (!c)
+        dump_diags(&d);
+    assert_non_null(c);
+    assert_int_equal(c->mailboxes.n, 3);
+    assert_string_equal(c->mailboxes.v[0], "jörg@example.test");
+    assert_true(config_is_mailbox(c, "Jörg@Example.test"));
+    assert_true(config_is_local_domain(c, "Bücher.TEST"));
+    config_free(c);
+}
+
+static void test_comments_and_continuation(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    const char text[] = "# a comment\n"
+                        "   # an indented comment\n"
+                        "\n"
+                        "mx_listen =\n"
+                        "    127.0.0.1:25\n"
+                        "# a comment inside does not end the value\n"
+                        "\n"
+                        "  \t\n"
+                        "\t[::1]:25\n"
+                        "local_domains=example.test\n"
+                        "mailboxes = a@example.test,\n"
+                        "    b@example.test\n"
+                        "    c@example.test\n"
+                        "hostname = mail.example.test\r\n"
+                        "spool_dir = x#y\n"
+                        "max_errors = 5"; /* no final newline */
+    struct config *c = config_parse(text, strlen(text), "t.conf", &d);
+    if (!c)
+        dump_diags(&d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(c->nlisten, 2);
+    assert_string_equal(c->listen[1].host, "::1");
+    assert_int_equal(c->mailboxes.n, 3);
+    assert_string_equal(c->mailboxes.v[2], "c@example.test");
+    assert_string_equal(c->hostname, "mail.example.test");
+    assert_string_equal(c->spool_dir, "x#y");
+    assert_int_equal(c->max_errors, 5);
+    config_free(c);
+
+    /* A scalar continued over two lines holds two words. */
+    c = parse("mx_listen = 127.0.0.1:25\nhostname =\n  mail.test\n", &d);
+    assert_non_null(c);
+    assert_string_equal(c->hostname, "mail.test");
+    config_free(c);
+
+    /* Errors in continuation lines point at their own line. */
+    c = parse("mx_listen = 127.0.0.1:25\nlocal_domains = example.test\nmailboxes =\n"
+              "  a@example.test\n"
+              "  # comment\n"
+              "  bad\n"
+              "  c@elsewhere.test\n",
+              &d);
+    assert_null(c);
+    assert_int_equal(d.n, 2);
+    assert_true(has_diag(&d, 6, "\"bad\" is not an address"));
+    assert_true(has_diag(&d, 7, "the domain of \"c@elsewhere.test\""));
+    config_diags_free(&d);
+
+    /* A file that starts with a continuation line. */
+    c = parse("  mx_listen = 127.0.0.1:25\n  more\nmx_listen = 127.0.0.1:25\n", &d);
+    assert_null(c);
+    assert_int_equal(d.n, 1);
+    assert_true(has_diag(&d, 1, "continues the previous line, but there is none"));
+    config_diags_free(&d);
+
+    /* Whitespace-only and empty files have no listener. */
+    c = config_parse("", 0, "t.conf", &d);
+    assert_null(c);
+    assert_int_equal(d.n, 1);
+    config_diags_free(&d);
+    c = config_parse(NULL, 0, "t.conf", &d);
+    assert_null(c);
+    config_diags_free(&d);
+}
+
+static void test_repeated_keys(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse("mx_listen = 127.0.0.1:25, 127.0.0.1:26\n"
+                             "local_domains = a.test\n"
+                             "max_recipients = 200\n"
+                             "hostname = one.test\n"
+                             "local_domains = b.test c.test\n"
+                             "mx_listen = 127.0.0.1:27\n"
+                             "max_recipients = 300\n"
+                             "hostname = two.test\n"
+                             "mailboxes = x@a.test\n"
+                             "mailboxes = y@b.test\n",
+                             &d);
+    if (!c)
+        dump_diags(&d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(c->nlisten, 1);
+    assert_string_equal(c->listen[0].port, "27");
+    assert_int_equal(c->local_domains.n, 2);
+    assert_string_equal(c->local_domains.v[0], "b.test");
+    assert_int_equal(c->max_recipients, 300);
+    assert_string_equal(c->hostname, "two.test");
+    assert_int_equal(c->mailboxes.n, 1);
+    assert_string_equal(c->mailboxes.v[0], "y@b.test");
+    config_free(c);
+
+    /* A bad value is an error even when a later line replaces it. */
+    c = parse("mx_listen = 127.0.0.1:25\nmax_recipients = 5\nmax_recipients = 500\n", &d);
+    assert_null(c);
+    assert_true(has_diag(&d, 2, "max_recipients"));
+    config_diags_free(&d);
+
+    /* An empty value resets a list and a scalar. */
+    c = parse("mx_listen = 127.0.0.1:25\nmax_errors = 3\nmax_errors =\n"
+              "trusted_networks = 10.0.0.0/8\ntrusted_networks =\n",
+              &d);
+    assert_non_null(c);
+    assert_int_equal(c->max_errors, 20);
+    assert_int_equal(c->ntrusted, 0);
+    config_free(c);
+}
+
+static void test_all_errors_reported(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse("mx_listen = 127.0.0.1:25\n"
+                             "max_recipients = lots\n"
+                             "colour = blue\n"
+                             "\n"
+                             "idle_timeout = 1w\n"
+                             "max_errors = 3\n"
+                             "hostname = a b\n",
+                             &d);
+    assert_null(c);
+    assert_int_equal(d.n, 4);
+    assert_int_equal(d.v[0].line, 2);
+    assert_int_equal(d.v[1].line, 3);
+    assert_int_equal(d.v[2].line, 5);
+    assert_int_equal(d.v[3].line, 7);
+    for (size_t i = 0; i < d.n; i++)
+        assert_string_equal(d.v[i].file, "t.conf");
+    config_diags_free(&d);
+
+    /* Diagnostics accumulate: a second parse appends. */
+    c = parse("foo = 1\n", &d);
+    c = parse("bar = 1\n", &d);
+    assert_null(c);
+    assert_true(d.n >= 4);
+    config_diags_free(&d);
+
+    /* Past 100 errors, one line says the rest are not reported. */
+    size_t n = 150;
+    char *text = malloc(n * 16 + 64);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(text + len, "bad%zu = 1\n", i);
+    c = config_parse(text, len, "t.conf", &d);
+    assert_null(c);
+    assert_int_equal(d.n, 101);
+    assert_non_null(strstr(d.v[100].msg, "too many errors"));
+    config_diags_free(&d);
+    free(text);
+
+    /* Parsing without a diagnostics list still fails. */
+    assert_null(parse("foo = 1\n", NULL));
+}
+
+static void test_control_characters(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    static const char text[] = "mx_listen = 127.0.0.1:25\n"
+                               "hostname = mail\0.test\n"
+                               "local_domains = a.test\n"
+                               "  b\x01.test\n"
+                               "max_errors = 3\rmax_errors = 4\n";
+    struct config *c = config_parse(text, sizeof text - 1, "t.conf", &d);
+    assert_null(c);
+    assert_int_equal(d.n, 3);
+    assert_true(has_diag(&d, 2, "control character 0x00"));
+    assert_true(has_diag(&d, 4, "control character 0x01"));
+    assert_true(has_diag(&d, 5, "control character 0x0d"));
+    config_diags_free(&d);
+}
+
+static void test_trusted_networks(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse("mx_listen = 127.0.0.1:25\n"
+                             "trusted_networks = 127.0.0.0/8, ::1/128 192.0.2.7\n"
+                             "  10.1.2.3/8 [2001:db8::]/32 ::ffff:198.51.100.0/120 [fe80::1]\n",
+                             &d);
+    if (!c)
+        dump_diags(&d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 1); /* host bits of 10.1.2.3/8 */
+    assert_true(has_diag(&d, 3,
+                         "warning: trusted_networks: \"10.1.2.3/8\" has host bits set; "
+                         "using 10.0.0.0/8"));
+    assert_int_equal(c->ntrusted, 7);
+    assert_int_equal(c->trusted[0].family, AF_INET);
+    assert_int_equal(c->trusted[0].prefix, 8);
+    assert_int_equal(c->trusted[1].family, AF_INET6);
+    assert_int_equal(c->trusted[1].prefix, 128);
+    assert_int_equal(c->trusted[2].prefix, 32);
+    unsigned char ten[4] = {10, 0, 0, 0};
+    assert_memory_equal(c->trusted[3].addr, ten, 4);
+    assert_int_equal(c->trusted[5].family, AF_INET); /* mapped network became IPv4 */
+    assert_int_equal(c->trusted[5].prefix, 24);
+    assert_int_equal(c->trusted[6].prefix, 128);
+
+    static const struct {
+        const char *addr;
+        bool v6, want;
+    } probes[] = {
+        {"127.0.0.1", false, true},
+        {"127.255.255.254", false, true},
+        {"128.0.0.1", false, false},
+        {"192.0.2.7", false, true},
+        {"192.0.2.8", false, false},
+        {"10.200.0.1", false, true},
+        {"11.0.0.1", false, false},
+        {"198.51.100.99", false, true},
+        {"::1", true, true},
+        {"::2", true, false},
+        {"2001:db8:1::5", true, true},
+        {"2001:db9::", true, false},
+        {"::ffff:127.0.0.1", true, true},
+        {"::ffff:10.9.9.9", true, true},
+        {"::ffff:8.8.8.8", true, false},
+        {"fe80::1", true, true},
+        {"fe80::2", true, false},
+    };
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof ss);
+        if (probes[i].v6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            s6->sin6_family = AF_INET6;
+            assert_int_equal(inet_pton(AF_INET6, probes[i].addr, &s6->sin6_addr), 1);
+        } else {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            s4->sin_family = AF_INET;
+            assert_int_equal(inet_pton(AF_INET, probes[i].addr, &s4->sin_addr), 1);
+        }
+        if (config_is_trusted(c, (struct sockaddr *)&ss) != probes[i].want)
+            fail_msg("%s: want %s", probes[i].addr, probes[i].want ? "trusted" : "untrusted");
+    }
+    struct sockaddr unix_sa = {.sa_family = AF_UNIX};
+    assert_false(config_is_trusted(c, &unix_sa));
+    assert_false(config_is_trusted(c, NULL));
+    config_free(c);
+    config_diags_free(&d);
+
+    /* /0 trusts everyone: allowed, with a warning. */
+    c = parse("mx_listen = 127.0.0.1:25\ntrusted_networks = 0.0.0.0/0\n", &d);
+    assert_non_null(c);
+    assert_true(has_diag(&d, 2, "open relay"));
+    struct sockaddr_in any = {.sin_family = AF_INET};
+    any.sin_addr.s_addr = htonl(0x08080808);
+    assert_true(config_is_trusted(c, (struct sockaddr *)&any));
+    config_free(c);
+    config_diags_free(&d);
+
+    /* A struct built by hand (as other modules' tests do), host bits not zeroed. */
+    struct config_cidr cidr = {.family = AF_INET, .addr = {192, 168, 1, 77}, .prefix = 24};
+    struct config hand;
+    memset(&hand, 0, sizeof hand);
+    hand.trusted = &cidr;
+    hand.ntrusted = 1;
+    struct sockaddr_in s4 = {.sin_family = AF_INET};
+    s4.sin_addr.s_addr = htonl(0xc0a80105); /* 192.168.1.5 */
+    assert_true(config_is_trusted(&hand, (struct sockaddr *)&s4));
+    s4.sin_addr.s_addr = htonl(0xc0a80205);
+    assert_false(config_is_trusted(&hand, (struct sockaddr *)&s4));
+}
+
+static void test_lookups(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse("mx_listen = 127.0.0.1:25\nlocal_domains = example.test b.test\n"
+                             "mailboxes = demo@example.test, x@b.test\n",
+                             &d);
+    assert_non_null(c);
+    assert_true(config_is_local_domain(c, "example.test"));
+    assert_true(config_is_local_domain(c, "EXAMPLE.Test"));
+    assert_true(config_is_local_domain(c, "b.test"));
+    assert_false(config_is_local_domain(c, "c.test"));
+    assert_false(config_is_local_domain(c, "example.test.evil"));
+    assert_false(config_is_local_domain(c, ""));
+    assert_false(config_is_local_domain(c, NULL));
+    assert_true(config_is_mailbox(c, "demo@example.test"));
+    assert_true(config_is_mailbox(c, "DEMO@Example.Test"));
+    assert_true(config_is_mailbox(c, "x@b.test"));
+    assert_false(config_is_mailbox(c, "x@example.test"));
+    assert_false(config_is_mailbox(c, "demo"));
+    assert_false(config_is_mailbox(c, NULL));
+    assert_false(config_is_mailbox(NULL, "x@b.test"));
+    config_free(c);
+    config_free(NULL);
+    config_diags_free(NULL);
+}
+
+static void test_example_config(void **state)
+{
+    (void)state;
+    size_t len;
+    char *text = read_source("examples/tern.conf", &len);
+    struct config_diags d = {0};
+    struct config *c = config_parse(text, len, "examples/tern.conf", &d);
+    if (!c || d.n)
+        dump_diags(&d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_string_equal(c->hostname, "mail.example.test");
+    assert_int_equal(c->nlisten, 3);
+    assert_int_equal(c->listen[0].role, ROLE_MX);
+    assert_string_equal(c->listen[0].port, "2525");
+    assert_int_equal(c->listen[1].role, ROLE_SUBMISSION);
+    assert_string_equal(c->listen[1].port, "5870");
+    assert_int_equal(c->listen[2].role, ROLE_SUBMISSIONS);
+    assert_string_equal(c->listen[2].port, "4650");
+    assert_int_equal(c->local_domains.n, 1);
+    assert_int_equal(c->mailboxes.n, 2);
+    assert_string_equal(c->aliases_file, "examples/aliases");
+    assert_string_equal(c->spool_dir, "var/spool");
+    assert_string_equal(c->maildir_root, "var/mail");
+    assert_int_equal(c->ntrusted, 0);
+    assert_true(c->message_size_limit == 50 * MIB);
+    assert_int_equal(c->max_recipients, 1000);
+    assert_int_equal(c->idle_timeout, 300);
+    assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+    config_free(c);
+
+    /* Tests append overrides to the embedded default: the last value wins. */
+    char *more = cat(text, "mx_listen = 127.0.0.1:12525\nspool_dir = /tmp/x/spool\n"
+                           "trusted_networks = 127.0.0.0/8\nmax_recipients = 100\n"
+                           "mailboxes = demo@example.test\n");
+    c = config_parse(more, strlen(more), "t.conf", &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_string_equal(c->listen[0].port, "12525");
+    assert_string_equal(c->spool_dir, "/tmp/x/spool");
+    assert_int_equal(c->ntrusted, 1);
+    assert_int_equal(c->max_recipients, 100);
+    assert_int_equal(c->mailboxes.n, 1);
+    config_free(c);
+    free(more);
+    free(text);
+}
+
+static void test_load(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/examples/tern.conf", TERN_SOURCE_ROOT);
+    struct config *c = config_load(path, &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_string_equal(c->hostname, "mail.example.test");
+    config_free(c);
+
+    /* Without hostname, config_load asks the system. */
+    char tmp[] = "/tmp/tern-test-config-XXXXXX";
+    int fd = mkstemp(tmp);
+    assert_true(fd >= 0);
+    const char body[] = "mx_listen = 127.0.0.1:2525\n";
+    assert_int_equal(write(fd, body, sizeof body - 1), (ssize_t)(sizeof body - 1));
+    close(fd);
+    c = config_load(tmp, &d);
+    char name[256];
+    assert_int_equal(gethostname(name, sizeof name), 0);
+    name[sizeof name - 1] = '\0';
+    if (c) {
+        assert_string_equal(c->hostname, name);
+    } else {
+        /* a system name that is not a domain name is reported */
+        assert_int_equal(d.n, 1);
+        assert_non_null(strstr(d.v[0].msg, "hostname is not set"));
+    }
+    config_free(c);
+    config_diags_free(&d);
+    unlink(tmp);
+
+    /* A missing file is one diagnostic at line 0. */
+    c = config_load("/nonexistent/tern.conf", &d);
+    assert_null(c);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.v[0].line, 0);
+    assert_string_equal(d.v[0].file, "/nonexistent/tern.conf");
+    assert_non_null(strstr(d.v[0].msg, "cannot open"));
+    config_diags_free(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_numeric_keys),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_listeners),
+        cmocka_unit_test(test_strings_and_lists),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_comments_and_continuation),
+        cmocka_unit_test(test_repeated_keys),
+        cmocka_unit_test(test_all_errors_reported),
+        cmocka_unit_test(test_control_characters),
+        cmocka_unit_test(test_trusted_networks),
+        cmocka_unit_test(test_lookups),
+        cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_load),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

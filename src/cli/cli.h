@@ -1,0 +1,13 @@
+/*
+ * cli - the operator's subcommands of `tern`. Each takes the arguments after
+ * the program name (argv[0] is the subcommand's name), prints to stdout and
+ * stderr, and returns the process exit status.
+ */
+#ifndef TERN_CLI_CLI_H
+#define TERN_CLI_CLI_H
+
+/* `tern check [-c FILE]`: validate the configuration and the aliases file it
+   names. Exit status 0 when both are valid, 1 on any error, 2 on bad usage. */
+int cli_check(int argc, char **argv);
+
+#endif
