@@ -607,6 +607,9 @@ static void bdat_chunk_done(struct session *s)
         reply(s, 250, "2.0.0", "Ok: %" PRIu64 " octets received", t->content);
         return;
     }
+    size_t n;
+    smtp_data_finish(&t->dec, feed_out, &n);
+    tx_content(s, feed_out, n, true);
     tx_end_content(s);
 }
 
