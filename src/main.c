@@ -23,6 +23,7 @@
 #include "server/server.h"
 #include "spool/spool.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -152,6 +153,9 @@ static int cmd_serve(int argc, char **argv)
                                 .wake = spool_wake,
                                 .wake_arg = &d};
     char err[512];
+    if (mkdir_p(d.cfg->spool_dir, 0700) < 0 || mkdir_p(d.cfg->maildir_root, 0700) < 0)
+        fatal("event=fatal reason=\"cannot create the spool or Maildir root\" error=\"%s\"",
+              strerror(errno));
     d.spool = spool_open(&scfg, err, sizeof err);
     if (!d.spool)
         fatal("event=fatal reason=\"cannot open the spool\" error=\"%s\"", err);

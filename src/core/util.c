@@ -6,6 +6,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <time.h>
 
 void *xmalloc(size_t n)
@@ -107,4 +109,22 @@ void rfc5322_date(int64_t t, char *out, size_t outlen)
     struct tm tm;
     localtime_r(&tt, &tm);
     strftime(out, outlen, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+int mkdir_p(const char *path, unsigned mode)
+{
+    char *p = xstrdup(path);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        if (mkdir(p, (mode_t)mode) < 0 && errno != EEXIST) {
+            free(p);
+            return -1;
+        }
+        *c = '/';
+    }
+    int r = mkdir(p, (mode_t)mode) < 0 && errno != EEXIST ? -1 : 0;
+    free(p);
+    return r;
 }

@@ -28,6 +28,9 @@ void ascii_lower(char *s);
 /* Parse an unsigned decimal with overflow check; whole string must be digits. */
 bool parse_u64(const char *s, size_t len, uint64_t *out);
 
+/* mkdir -p: create path and its missing parents with mode. Returns 0 or -1 (errno). */
+int mkdir_p(const char *path, unsigned mode);
+
 /* RFC 5322 date-time for `t` (seconds) in local time into out (>= 40 bytes). */
 void rfc5322_date(int64_t t, char *out, size_t outlen);
 

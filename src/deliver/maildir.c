@@ -29,23 +29,6 @@ static bool safe_name(const char *s, size_t n)
     return true;
 }
 
-static int mkdir_p(char *path, mode_t mode)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, mode) < 0 && errno != EEXIST) {
-            *p = '/';
-            return -1;
-        }
-        *p = '/';
-    }
-    if (mkdir(path, mode) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 /* Create <dir>/{tmp,new,cur}. */
 static int maildir_create(const char *dir)
 {
