@@ -230,8 +230,15 @@ static const struct smtp_status *mail_params(const char *s, size_t len, const st
         seen |= 1u << kw;
         switch (kw) {
         case KW_SIZE:
-            if (it.val == NULL || !parse_u64(it.val, it.vallen, &out->size))
+            if (it.val == NULL || it.vallen == 0 || it.vallen > 64)
                 return &st_size;
+            for (size_t k = 0; k < it.vallen; k++)
+                if (it.val[k] < '0' || it.val[k] > '9')
+                    return &st_size;
+            /* A number past 2^64-1 is a size past any limit (552 from the caller), not a
+               syntax error; it saturates instead of wrapping. */
+            if (!parse_u64(it.val, it.vallen, &out->size))
+                out->size = UINT64_MAX;
             out->has_size = true;
             break;
         case KW_BODY:
