@@ -37,11 +37,13 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/crc32c.h"
@@ -60,16 +62,17 @@
 
 /* One segment file. */
 struct segment {
-    uint64_t seq;        /* number in the file name */
-    int fd;              /* open for the life of the segment */
-    uint64_t size;       /* file size (preallocated) */
-    uint64_t end;        /* next append offset; end of valid records (loop thread) */
-    uint64_t live_bytes; /* octets of current records of pending/live messages (loop) */
-    size_t nmsgs;        /* pending/live messages with current records here (loop) */
-    uint64_t kill_pos;   /* position that must be durable before deletion (loop) */
-    unsigned refs;       /* body extents and the flusher's dirty list (under mu) */
-    bool dirty;          /* on the flusher's dirty list (under mu) */
-    bool damaged;        /* recovery found an invalid record before its end */
+    uint64_t seq;                /* number in the file name */
+    int fd;                      /* open for the life of the segment */
+    uint64_t size;               /* file size (preallocated) */
+    uint64_t end;                /* next append offset; end of valid records (loop thread) */
+    uint64_t live_bytes;         /* octets of current records of pending/live messages (loop) */
+    size_t nmsgs;                /* pending/live messages with current records here (loop) */
+    uint64_t kill_pos;           /* position that must be durable before deletion (loop) */
+    unsigned refs;               /* body extents and the flusher's dirty list (under mu) */
+    bool dirty;                  /* on the flusher's dirty list (under mu) */
+    bool damaged;                /* recovery found an invalid record before its end */
+    enum record_result scan_res; /* recovery: how the scan ended (END: cleanly) */
 };
 
 /* Message data in one CHUNK record. */
@@ -150,7 +153,7 @@ struct spool {
     bool flusher_running;
     bool stop;
     bool flush_req;
-    bool sync_failed; /* a pass failed: the loop rotates */
+    atomic_bool sync_failed; /* a pass failed: the loop rotates (read without mu) */
     uint64_t wpos, dpos;
     struct segment **dirty;
     size_t ndirty, dirtycap;
@@ -160,6 +163,7 @@ struct spool {
     struct segment *spare; /* next segment, created ahead by the flusher */
     bool spare_req, spare_busy;
     uint64_t cur_seq;
+    int64_t wake_at_ms; /* monotonic time to wake the loop for compaction; 0: none */
     uint64_t flushes, commits_flushed;
     unsigned bodies; /* open spool_body */
     bool closed;     /* spool_close done; freed with the last body */
@@ -180,6 +184,8 @@ struct spool_body {
 };
 
 static void spool_free(struct spool *sp);
+static uint64_t note_written(struct spool *sp, struct segment *seg, uint64_t bytes,
+                             struct waiter *w, bool want_flush);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -282,6 +288,16 @@ static void table_push(struct spool *sp, struct segment *seg)
 static int rotate(struct spool *sp, uint64_t need)
 {
     uint64_t size = sp->cfg.segment_size > need ? sp->cfg.segment_size : need;
+    if (sp->need_rotate) {
+        /* Leaving after a write or sync error: best effort, end the segment
+           with a zero header over whatever part of a record may be there, so
+           that recovery sees a clean end rather than damage. */
+        static const uint8_t zeros[RECORD_HEADER_SIZE];
+        struct segment *old = sp->cur;
+        if (old->end + RECORD_HEADER_SIZE <= old->size &&
+            pwrite(old->fd, zeros, sizeof zeros, (off_t)old->end) == (ssize_t)sizeof zeros)
+            note_written(sp, old, 0, NULL, false);
+    }
     lock(sp);
     while (sp->spare_busy)
         pthread_cond_wait(&sp->spare_cond, &sp->mu);
@@ -326,6 +342,9 @@ static int rotate(struct spool *sp, uint64_t need)
 
 static int ensure_room(struct spool *sp, uint64_t need)
 {
+    if (atomic_load_explicit(&sp->sync_failed, memory_order_relaxed) &&
+        atomic_exchange(&sp->sync_failed, false))
+        sp->need_rotate = true;
     while (sp->need_rotate || sp->cur->end + need > sp->cur->size) {
         int r = rotate(sp, need);
         if (r)
@@ -383,10 +402,6 @@ static uint64_t note_written(struct spool *sp, struct segment *seg, uint64_t byt
         seg->refs++;
         sp->dirty = grow(sp->dirty, &sp->dirtycap, sp->ndirty + 1, sizeof *sp->dirty);
         sp->dirty[sp->ndirty++] = seg;
-    }
-    if (sp->sync_failed) {
-        sp->sync_failed = false;
-        sp->need_rotate = true;
     }
     if (w) {
         w->pos = sp->wpos;
@@ -599,7 +614,7 @@ static void flush_pass(struct spool *sp)
     if (n > 0)
         sp->flushes++;
     if (err)
-        sp->sync_failed = true;
+        atomic_store(&sp->sync_failed, true);
     if (target > sp->dpos)
         sp->dpos = target;
     size_t moved = 0;
@@ -607,7 +622,7 @@ static void flush_pass(struct spool *sp)
     while (q->head < q->len && q->w[q->head].pos <= target) {
         struct waiter w = q->w[q->head++];
         w.err = err;
-        if (!err && w.id != 0)
+        if (!err)
             sp->commits_flushed++;
         waitq_push(&sp->done, &w);
         moved++;
@@ -676,17 +691,39 @@ static void *flusher_main(void *arg)
     struct spool *sp = arg;
     lock(sp);
     for (;;) {
+        /* One flush pass, then at most one piece of upkeep, so that neither
+           starves the other under a steady stream of commits. */
+        bool did = false;
         bool unflushed = sp->wpos > sp->dpos || sp->waiting.head < sp->waiting.len;
-        if (sp->flush_req || (sp->stop && unflushed))
+        if (sp->flush_req || (sp->stop && unflushed)) {
             flush_pass(sp);
-        else if (sp->nunlink > 0)
-            unlink_one(sp);
-        else if (sp->spare_req && !sp->spare && !sp->stop)
+            did = true;
+        }
+        if (sp->spare_req && !sp->spare && !sp->stop) {
             make_spare(sp);
-        else if (sp->stop)
+            did = true;
+        } else if (sp->nunlink > 0) {
+            unlink_one(sp);
+            did = true;
+        }
+        if (did)
+            continue;
+        if (sp->stop)
             break;
-        else
+        if (sp->wake_at_ms == 0) {
             pthread_cond_wait(&sp->cond, &sp->mu);
+        } else if (now_mono_ms() >= sp->wake_at_ms) {
+            sp->wake_at_ms = 0;
+            if (sp->cfg.wake) {
+                unlock(sp);
+                sp->cfg.wake(sp->cfg.wake_arg);
+                lock(sp);
+            }
+        } else {
+            struct timespec ts = {.tv_sec = sp->wake_at_ms / 1000,
+                                  .tv_nsec = (long)(sp->wake_at_ms % 1000) * 1000000};
+            pthread_cond_timedwait(&sp->cond, &sp->mu, &ts);
+        }
     }
     unlock(sp);
     return NULL;
@@ -856,7 +893,7 @@ static void rec_apply(struct spool *sp, struct segment *seg, uint64_t off,
 
 /* Scan one segment's records into the index. Returns 0 or an errno (read
    error: the segment cannot be trusted, open fails). */
-static int rec_scan(struct spool *sp, struct segment *seg, bool last, struct scan_reader *r,
+static int rec_scan(struct spool *sp, struct segment *seg, struct scan_reader *r,
                     struct recovery *rs)
 {
     r->fd = seg->fd;
@@ -887,31 +924,23 @@ static int rec_scan(struct spool *sp, struct segment *seg, bool last, struct sca
         }
         rec_apply(sp, seg, off, &h, p + RECORD_HEADER_SIZE, rs);
         off += RECORD_HEADER_SIZE + (uint64_t)h.len;
+        res = RECORD_END;
     }
     seg->end = off;
-    if (res == RECORD_END || off >= seg->size)
-        return 0;
-    if (last) {
-        rs->trunc_seq = seg->seq;
-        rs->trunc_off = off;
-        rs->trunc_why = record_result_name(res);
-    } else {
-        seg->damaged = true;
-        log_error("event=spool_segment_damaged seg=%016" PRIx64 " offset=%" PRIu64
-                  " reason=%s note=records_after_this_point_ignored",
-                  seg->seq, off, record_result_name(res));
-    }
+    seg->scan_res = res;
     return 0;
 }
 
 /* After recovery, overwrite with zeros whatever follows the last valid record
-   of the segment we append to, so that no stale record there can ever be read
-   as valid after new, shorter ones. Returns 0 or an errno. */
+   of a segment at the tail of the journal, so that no stale record there can
+   ever be read as valid (after new, shorter ones). Returns 0 or an errno. */
 static int zero_tail(struct segment *seg, struct scan_reader *r, bool *zeroed)
 {
     uint64_t last_nz = 0;
     bool any = false;
     int err = 0;
+    r->fd = seg->fd;
+    r->fsize = seg->size;
     r->boff = 0;
     r->blen = 0;
     for (uint64_t off = seg->end; off < seg->size;) {
@@ -1046,7 +1075,7 @@ static int recover(struct spool *sp, char *err, size_t errlen)
     struct scan_reader r = {0};
     int e = 0;
     for (size_t i = 0; i < sp->nsegs && !e; i++) {
-        e = rec_scan(sp, sp->segs[i], i + 1 == sp->nsegs, &r, &rs);
+        e = rec_scan(sp, sp->segs[i], &r, &rs);
         if (e)
             snprintf(err, errlen, "%s/" SEG_PREFIX "%016" PRIx64 ": read: %s", sp->dir,
                      sp->segs[i]->seq, strerror(e));
@@ -1066,17 +1095,44 @@ static int recover(struct spool *sp, char *err, size_t errlen)
             m = next;
         }
     }
+    /* The tail of the journal is the last segment holding any valid record and
+       the (empty) ones after it, prepared by a rotation just before a crash.
+       An invalid record there is a torn write: zero from it to the end. One
+       further back is damage: logged, the rest of that segment ignored. */
+    size_t tail = sp->nsegs > 0 ? sp->nsegs - 1 : 0;
+    while (tail > 0 && sp->segs[tail]->end == 0)
+        tail--;
     bool zeroed = false;
-    if (sp->nsegs > 0) {
-        sp->cur = sp->segs[sp->nsegs - 1];
-        e = zero_tail(sp->cur, &r, &zeroed);
-        if (e) {
-            snprintf(err, errlen, "%s/" SEG_PREFIX "%016" PRIx64 ": %s", sp->dir, sp->cur->seq,
-                     strerror(e));
-            free(r.buf);
-            return -1;
+    for (size_t i = 0; i < sp->nsegs && !e; i++) {
+        struct segment *seg = sp->segs[i];
+        bool torn = seg->scan_res != RECORD_END;
+        if (torn && i < tail) {
+            seg->damaged = true;
+            log_error("event=spool_segment_damaged seg=%016" PRIx64 " offset=%" PRIu64
+                      " reason=%s note=records_after_this_point_ignored",
+                      seg->seq, seg->end, record_result_name(seg->scan_res));
+            continue;
+        }
+        if (torn && !rs.trunc_why) {
+            rs.trunc_seq = seg->seq;
+            rs.trunc_off = seg->end;
+            rs.trunc_why = record_result_name(seg->scan_res);
+        }
+        if (torn || i + 1 == sp->nsegs) {
+            bool z = false;
+            e = zero_tail(seg, &r, &z);
+            zeroed = zeroed || z;
+            if (e)
+                snprintf(err, errlen, "%s/" SEG_PREFIX "%016" PRIx64 ": %s", sp->dir, seg->seq,
+                         strerror(e));
         }
     }
+    if (e) {
+        free(r.buf);
+        return -1;
+    }
+    if (sp->nsegs > 0)
+        sp->cur = sp->segs[sp->nsegs - 1];
     free(r.buf);
     /* What was read may have come from the page cache of a crashed process:
        make it durable before anything is done because of it. */
@@ -1158,11 +1214,16 @@ struct spool *spool_open(const struct spool_config *cfg, char *err, size_t errle
     sp->dir = xstrdup(cfg->dir);
     sp->cfg.dir = sp->dir;
     sp->dirfd = dirfd;
+    atomic_init(&sp->sync_failed, false);
     sp->nbuckets = 1024;
     sp->buckets = xcalloc(sp->nbuckets, sizeof *sp->buckets);
     sp->copybuf = xmalloc(RECORD_CHUNK_MAX);
     pthread_mutex_init(&sp->mu, NULL);
-    pthread_cond_init(&sp->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the clock of now_mono_ms() */
+    pthread_cond_init(&sp->cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&sp->spare_cond, NULL);
     if (load_segments(sp, err, errlen) != 0 || recover(sp, err, errlen) != 0) {
         spool_free(sp);
@@ -1491,20 +1552,56 @@ static int copy_forward(struct spool *sp, struct msg *m, uint64_t *copied)
     return 0;
 }
 
+/* Whether segment i is worth copying out of: mostly dead, or the oldest one
+   with live data when the spool holds too many segments for what is live.
+   *first_live tracks the oldest segment with live data (start with true). */
+static bool compact_worth(const struct spool *sp, size_t i, bool crowded, bool *first_live)
+{
+    const struct segment *seg = sp->segs[i];
+    if (seg == sp->cur || seg->nmsgs == 0)
+        return false;
+    bool force = crowded && *first_live;
+    *first_live = false;
+    return force || seg->live_bytes * 4 < seg->size;
+}
+
+/* Keep the segment count within twice what the live data needs, plus two. */
+static bool crowded(const struct spool *sp)
+{
+    uint64_t live = 0;
+    for (size_t i = 0; i < sp->nsegs; i++)
+        live += sp->segs[i]->live_bytes;
+    return sp->nsegs > 2 * (live / sp->cfg.segment_size + 1) + 2;
+}
+
+/* If some segment is still worth compacting, have the flusher wake the loop
+   when the next pass is allowed, even if nothing else happens by then. */
+static void compact_schedule(struct spool *sp)
+{
+    bool c = crowded(sp), first_live = true, any = false;
+    for (size_t i = 0; i < sp->nsegs && !any; i++)
+        any = compact_worth(sp, i, c, &first_live);
+    if (!any)
+        return;
+    lock(sp);
+    int64_t at = sp->last_compact_ms + COMPACT_INTERVAL_MS;
+    if (sp->wake_at_ms == 0 || at < sp->wake_at_ms) {
+        sp->wake_at_ms = at;
+        pthread_cond_signal(&sp->cond);
+    }
+    unlock(sp);
+}
+
 /* Copy live messages out of mostly dead segments so that they can be freed. */
 static void compact(struct spool *sp)
 {
     int64_t now = now_mono_ms();
-    if (now - sp->last_compact_ms < COMPACT_INTERVAL_MS)
+    if (now - sp->last_compact_ms < COMPACT_INTERVAL_MS) {
+        compact_schedule(sp);
         return;
+    }
     sp->last_compact_ms = now;
-    uint64_t live = 0;
-    for (size_t i = 0; i < sp->nsegs; i++)
-        live += sp->segs[i]->live_bytes;
-    /* Keep the segment count within twice what the live data needs: past
-       that, the oldest segment holding live data is copied whatever its fill. */
-    bool crowded = sp->nsegs > 2 * (live / sp->cfg.segment_size + 1) + 2;
-    bool first_live = true;
+    bool is_crowded = crowded(sp), first_live = true;
     uint64_t copied = 0;
     size_t examined = 0;
     struct msg **list = NULL;
@@ -1513,15 +1610,12 @@ static void compact(struct spool *sp)
         struct segment *seg = sp->segs[i];
         if (seg == sp->cur || examined >= COMPACT_CANDIDATES)
             break;
-        if (seg->nmsgs == 0)
-            continue;
-        bool force = crowded && first_live;
-        first_live = false;
-        if (!force && seg->live_bytes * 4 >= seg->size)
+        bool force = is_crowded && first_live && seg->nmsgs > 0;
+        if (!compact_worth(sp, i, is_crowded, &first_live))
             continue;
         examined++;
         lock(sp);
-        unsigned refs = sp->segs[i]->refs;
+        unsigned refs = seg->refs;
         unlock(sp);
         if (refs > 0)
             continue; /* a reader holds it, or the flusher: next time */
@@ -1532,7 +1626,7 @@ static void compact(struct spool *sp)
                 if (!cs_holds(&m->cur, seg))
                     continue;
                 if (m->state != MSG_LIVE) {
-                    pending = true;
+                    pending = true; /* still being received: next time */
                     break;
                 }
                 list = grow(list, &cap, n + 1, sizeof *list);
@@ -1554,6 +1648,7 @@ static void compact(struct spool *sp)
             break;
     }
     free(list);
+    compact_schedule(sp);
 }
 
 void spool_run_completions(struct spool *sp)
@@ -1564,7 +1659,7 @@ void spool_run_completions(struct spool *sp)
     unlock(sp);
     for (size_t i = done.head; i < done.len; i++) {
         struct waiter *w = &done.w[i];
-        if (w->err && w->id != 0)
+        if (w->err)
             commit_failed(sp, w->id, w->err);
         if (w->cb)
             w->cb(w->arg, w->id, w->err);
