@@ -59,6 +59,14 @@
 #define COMPACT_INTERVAL_MS 2000  /* at most one compaction pass per interval */
 #define COMPACT_BUDGET (8u << 20) /* octets copied forward per pass */
 #define COMPACT_CANDIDATES 4      /* segments examined per pass */
+#define LAZY_FLUSH_MS 20          /* longest wait of a record nobody waits for */
+
+/* How soon a record must reach the disk. */
+enum flush_want {
+    FLUSH_NONE, /* rides along with the next flush (message data) */
+    FLUSH_LAZY, /* within LAZY_FLUSH_MS, or sooner with a commit (RCPT, REMOVE) */
+    FLUSH_NOW,  /* someone waits for it (commit) */
+};
 
 /* One segment file. */
 struct segment {
@@ -164,6 +172,7 @@ struct spool {
     bool spare_req, spare_busy;
     uint64_t cur_seq;
     int64_t wake_at_ms; /* monotonic time to wake the loop for compaction; 0: none */
+    int64_t lazy_at_ms; /* monotonic time by which to flush lazy records; 0: none */
     uint64_t flushes, commits_flushed;
     unsigned bodies; /* open spool_body */
     bool closed;     /* spool_close done; freed with the last body */
@@ -185,7 +194,7 @@ struct spool_body {
 
 static void spool_free(struct spool *sp);
 static uint64_t note_written(struct spool *sp, struct segment *seg, uint64_t bytes,
-                             struct waiter *w, bool want_flush);
+                             struct waiter *w, enum flush_want want);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -296,7 +305,7 @@ static int rotate(struct spool *sp, uint64_t need)
         struct segment *old = sp->cur;
         if (old->end + RECORD_HEADER_SIZE <= old->size &&
             pwrite(old->fd, zeros, sizeof zeros, (off_t)old->end) == (ssize_t)sizeof zeros)
-            note_written(sp, old, 0, NULL, false);
+            note_written(sp, old, 0, NULL, FLUSH_NONE);
     }
     lock(sp);
     while (sp->spare_busy)
@@ -393,7 +402,7 @@ static void write_failed(struct spool *sp, int err)
  * section so that no flusher pass can fall between them. Returns the new wpos.
  */
 static uint64_t note_written(struct spool *sp, struct segment *seg, uint64_t bytes,
-                             struct waiter *w, bool want_flush)
+                             struct waiter *w, enum flush_want want)
 {
     lock(sp);
     sp->wpos += bytes;
@@ -407,8 +416,11 @@ static uint64_t note_written(struct spool *sp, struct segment *seg, uint64_t byt
         w->pos = sp->wpos;
         waitq_push(&sp->waiting, w);
     }
-    if (want_flush && !sp->flush_req) {
+    if (want == FLUSH_NOW && !sp->flush_req) {
         sp->flush_req = true;
+        pthread_cond_signal(&sp->cond);
+    } else if (want == FLUSH_LAZY && !sp->flush_req && sp->lazy_at_ms == 0) {
+        sp->lazy_at_ms = now_mono_ms() + LAZY_FLUSH_MS;
         pthread_cond_signal(&sp->cond);
     }
     uint64_t pos = sp->wpos;
@@ -538,7 +550,7 @@ static void msg_kill(struct spool *sp, struct msg *m, uint64_t kill_pos)
  */
 static int write_record(struct spool *sp, uint8_t type, spool_id id, uint64_t offset,
                         const void *payload, uint32_t len, struct copyset *cs, struct waiter *w,
-                        bool want_flush, uint64_t *pos)
+                        enum flush_want want, uint64_t *pos)
 {
     uint64_t total = RECORD_HEADER_SIZE + (uint64_t)len;
     int r = ensure_room(sp, total);
@@ -561,7 +573,7 @@ static int write_record(struct spool *sp, uint8_t type, spool_id id, uint64_t of
         if (type == RECORD_CHUNK)
             cs_add_extent(cs, seg, off + RECORD_HEADER_SIZE, len);
     }
-    uint64_t p = note_written(sp, seg, total, w, want_flush);
+    uint64_t p = note_written(sp, seg, total, w, want);
     if (pos)
         *pos = p;
     return 0;
@@ -586,6 +598,7 @@ static long encode_envelope(struct spool *sp, const struct spool_envelope *env)
 static void flush_pass(struct spool *sp)
 {
     sp->flush_req = false;
+    sp->lazy_at_ms = 0;
     uint64_t target = sp->wpos;
     size_t n = sp->ndirty;
     struct segment **list = NULL;
@@ -694,8 +707,9 @@ static void *flusher_main(void *arg)
         /* One flush pass, then at most one piece of upkeep, so that neither
            starves the other under a steady stream of commits. */
         bool did = false;
+        int64_t now = sp->lazy_at_ms || sp->wake_at_ms ? now_mono_ms() : 0;
         bool unflushed = sp->wpos > sp->dpos || sp->waiting.head < sp->waiting.len;
-        if (sp->flush_req || (sp->stop && unflushed)) {
+        if (sp->flush_req || (sp->lazy_at_ms && now >= sp->lazy_at_ms) || (sp->stop && unflushed)) {
             flush_pass(sp);
             did = true;
         }
@@ -706,22 +720,27 @@ static void *flusher_main(void *arg)
             unlink_one(sp);
             did = true;
         }
-        if (did)
-            continue;
-        if (sp->stop)
-            break;
-        if (sp->wake_at_ms == 0) {
-            pthread_cond_wait(&sp->cond, &sp->mu);
-        } else if (now_mono_ms() >= sp->wake_at_ms) {
+        if (sp->wake_at_ms && now >= sp->wake_at_ms) {
             sp->wake_at_ms = 0;
             if (sp->cfg.wake) {
                 unlock(sp);
                 sp->cfg.wake(sp->cfg.wake_arg);
                 lock(sp);
             }
+            did = true;
+        }
+        if (did)
+            continue;
+        if (sp->stop)
+            break;
+        int64_t until = sp->lazy_at_ms;
+        if (sp->wake_at_ms && (!until || sp->wake_at_ms < until))
+            until = sp->wake_at_ms;
+        if (!until) {
+            pthread_cond_wait(&sp->cond, &sp->mu);
         } else {
-            struct timespec ts = {.tv_sec = sp->wake_at_ms / 1000,
-                                  .tv_nsec = (long)(sp->wake_at_ms % 1000) * 1000000};
+            struct timespec ts = {.tv_sec = until / 1000,
+                                  .tv_nsec = (long)(until % 1000) * 1000000};
             pthread_cond_timedwait(&sp->cond, &sp->mu, &ts);
         }
     }
@@ -1369,7 +1388,7 @@ int spool_append(struct spool *sp, spool_id id, const void *data, size_t len)
             cs_add_extent(&m->cur, seg, seg->end + RECORD_HEADER_SIZE, lens[i]);
             seg->end += RECORD_HEADER_SIZE + lens[i];
         }
-        note_written(sp, seg, bytes, NULL, false);
+        note_written(sp, seg, bytes, NULL, FLUSH_NONE);
         p = q;
         len = left;
     }
@@ -1393,8 +1412,8 @@ int spool_commit(struct spool *sp, spool_id id, const struct spool_envelope *env
     if (id > sp->last_id)
         sp->last_id = id;
     struct waiter w = {.id = id, .cb = cb, .arg = arg};
-    int r =
-        write_record(sp, RECORD_ENVELOPE, id, 0, sp->scratch, (uint32_t)n, &m->cur, &w, true, NULL);
+    int r = write_record(sp, RECORD_ENVELOPE, id, 0, sp->scratch, (uint32_t)n, &m->cur, &w,
+                         FLUSH_NOW, NULL);
     if (r) {
         if (created)
             msg_kill(sp, m, 0);
@@ -1441,8 +1460,8 @@ int spool_set_rcpt(struct spool *sp, spool_id id, size_t idx, enum spool_rcpt_st
     }
     if (n < 0)
         return -EINVAL;
-    int r =
-        write_record(sp, RECORD_RCPT, id, 0, sp->scratch, (uint32_t)n, &m->cur, NULL, true, NULL);
+    int r = write_record(sp, RECORD_RCPT, id, 0, sp->scratch, (uint32_t)n, &m->cur, NULL,
+                         FLUSH_LAZY, NULL);
     if (r)
         return r;
     struct spool_rcpt *rcpt = &m->env.rcpt[idx];
@@ -1460,7 +1479,7 @@ int spool_remove(struct spool *sp, spool_id id)
     if (!m || m->state != MSG_LIVE)
         return -ENOENT;
     uint64_t pos;
-    int r = write_record(sp, RECORD_REMOVE, id, 0, NULL, 0, NULL, NULL, true, &pos);
+    int r = write_record(sp, RECORD_REMOVE, id, 0, NULL, 0, NULL, NULL, FLUSH_LAZY, &pos);
     if (r)
         return r;
     msg_kill(sp, m, pos);
@@ -1503,7 +1522,7 @@ static void commit_failed(struct spool *sp, spool_id id, int err)
     if (!m || m->state != MSG_LIVE)
         return;
     uint64_t pos = 0;
-    if (write_record(sp, RECORD_REMOVE, id, 0, NULL, 0, NULL, NULL, true, &pos) != 0)
+    if (write_record(sp, RECORD_REMOVE, id, 0, NULL, 0, NULL, NULL, FLUSH_LAZY, &pos) != 0)
         pos = 0;
     msg_kill(sp, m, pos);
 }
@@ -1531,8 +1550,8 @@ static int copy_forward(struct spool *sp, struct msg *m, uint64_t *copied)
             got += (size_t)k;
         }
         if (!r)
-            r = write_record(sp, RECORD_CHUNK, m->id, moff, sp->copybuf, e->len, &nc, NULL, false,
-                             NULL);
+            r = write_record(sp, RECORD_CHUNK, m->id, moff, sp->copybuf, e->len, &nc, NULL,
+                             FLUSH_NONE, NULL);
         moff += e->len;
     }
     uint64_t pos = 0;
@@ -1540,7 +1559,7 @@ static int copy_forward(struct spool *sp, struct msg *m, uint64_t *copied)
         long n = encode_envelope(sp, &m->env);
         r = n < 0 ? -EINVAL
                   : write_record(sp, RECORD_ENVELOPE, m->id, 0, sp->scratch, (uint32_t)n, &nc, NULL,
-                                 true, &pos);
+                                 FLUSH_LAZY, &pos);
     }
     if (r) {
         cs_release(&nc, 0);
