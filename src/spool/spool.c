@@ -10,10 +10,12 @@
  * written since its last pass, calls fdatasync on each outside the lock, then
  * marks the position reached durable and moves the commits waiting for it to
  * the `done` queue, and calls cfg->wake. It also unlinks segments the loop
- * has handed over, and prepares the next segment ahead of time (create,
+ * has handed over, prepares the next segment ahead of time (create,
  * preallocate, fsync file and directory) so that rotation rarely blocks the
- * loop. spool_body_* run on any thread: they only pread on segment fds kept
- * open by their references, and touch reference counts under `mu`.
+ * loop, and wakes the loop when a compaction pass falls due. A commit asks for
+ * a pass at once; RCPT and REMOVE records, which nobody waits for, within
+ * LAZY_FLUSH_MS (usually sooner, with a commit). spool_body_* run on any thread: they only pread on
+ * segment fds kept open by their references, and touch reference counts under `mu`.
  *
  * Positions. `wpos` counts every octet appended since open; a waiter holds
  * the wpos just after its record, and it is durable once `dpos` (the wpos a
