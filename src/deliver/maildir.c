@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 static atomic_uint_fast64_t delivery_seq;
+static atomic_int delivery_pid;
 
 /* A local part or domain used as a directory name must be a plain name. */
 static bool safe_name(const char *s, size_t n)
@@ -77,11 +78,16 @@ void maildir_deliver(const char *root, const char *mailbox, const char *sender,
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s/%.*s", root, at + 1, (int)(at - mailbox), mailbox);
 
+    int pid = atomic_load(&delivery_pid);
+    if (pid == 0) {
+        pid = (int)getpid();
+        atomic_store(&delivery_pid, pid);
+    }
     int64_t us = now_real_us();
     uint64_t seq = atomic_fetch_add(&delivery_seq, 1);
     char base[256];
     snprintf(base, sizeof base, "%" PRId64 ".M%06" PRId64 "P%dQ%" PRIu64 ".%s", us / 1000000,
-             us % 1000000, (int)getpid(), seq, hostname);
+             us % 1000000, pid, seq, hostname);
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s/tmp/%s", dir, base);
 

@@ -299,8 +299,9 @@ static void tx_end_content(struct session *s)
         session_set_state(s, SESSION_CMD);
         return;
     }
+    /* Reading goes on (bounded by the input limit) but nothing is processed until
+       the commit completes; see session_process. */
     session_set_state(s, SESSION_COMMIT);
-    ev_conn_pause(s->conn, true);
 }
 
 /* The spool reports the commit durable (or failed): now the client gets its reply. */
@@ -337,7 +338,6 @@ static void session_committed(void *arg, spool_id id, int error)
         session_close_with(s, 421, "4.3.2", "Service shutting down, closing transmission channel");
         return;
     }
-    ev_conn_pause(s->conn, false);
     session_process(s);
 }
 
