@@ -164,8 +164,16 @@ class SMTPClient:
         return [self.reply(timeout) for _ in range(n)]
 
     def cmd(self, line, timeout=None):
+        """Send one command line and read its reply. RFC 2034 section 3: every
+        2xx, 4xx and 5xx reply except the greeting and the replies to
+        EHLO/HELO carries an enhanced status code; asserted here for every
+        command (3xx replies such as 354 are exempt)."""
         self.send(line + "\r\n" if isinstance(line, str) else line + CRLF)
-        return self.reply(timeout)
+        r = self.reply(timeout)
+        verb = (line if isinstance(line, str) else line.decode("utf-8", "replace")).split(" ", 1)[0]
+        if r.code is not None and r.code // 100 != 3 and verb.upper() not in ("EHLO", "HELO"):
+            assert r.enhanced, "reply to %r has no enhanced status code: %r" % (line[:60], r)
+        return r
 
     def ehlo(self, name="client.example.org"):
         return expect(self.cmd("EHLO " + name), 250)
