@@ -59,24 +59,34 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-static void fail(struct maildir_result *res, int err, bool permanent, const char *what)
+static void fail(struct maildir_delivery *d, int err, bool permanent, const char *what)
 {
-    res->error = err ? err : EIO;
-    res->permanent = permanent;
-    snprintf(res->text, sizeof res->text, "%s: %s", what, strerror(res->error));
+    d->error = err ? err : EIO;
+    d->permanent = permanent;
+    snprintf(d->text, sizeof d->text, "%s: %s", what, strerror(d->error));
+    if (d->fd >= 0) {
+        close(d->fd);
+        d->fd = -1;
+    }
+    if (d->tmp[0])
+        unlink(d->tmp);
 }
 
-void maildir_deliver(const char *root, const char *mailbox, const char *sender,
-                     const char *hostname, struct spool_body *body, struct maildir_result *res)
+/* Phase 1: create the file in tmp/ and write the message (no fsync yet). */
+static void maildir_write(struct maildir_delivery *d)
 {
-    memset(res, 0, sizeof *res);
-    const char *at = strrchr(mailbox, '@');
-    if (!at || !safe_name(mailbox, (size_t)(at - mailbox)) || !safe_name(at + 1, strlen(at + 1))) {
-        fail(res, EINVAL, true, "mailbox name not usable as a Maildir");
+    d->error = 0;
+    d->permanent = false;
+    d->text[0] = d->tmp[0] = d->path[0] = '\0';
+    d->fd = -1;
+    const char *at = strrchr(d->mailbox, '@');
+    if (!at || !safe_name(d->mailbox, (size_t)(at - d->mailbox)) ||
+        !safe_name(at + 1, strlen(at + 1))) {
+        fail(d, EINVAL, true, "mailbox name not usable as a Maildir");
         return;
     }
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s/%.*s", root, at + 1, (int)(at - mailbox), mailbox);
+    snprintf(d->dir, sizeof d->dir, "%s/%s/%.*s", d->root, at + 1, (int)(at - d->mailbox),
+             d->mailbox);
 
     int pid = atomic_load(&delivery_pid);
     if (pid == 0) {
@@ -87,79 +97,105 @@ void maildir_deliver(const char *root, const char *mailbox, const char *sender,
     uint64_t seq = atomic_fetch_add(&delivery_seq, 1);
     char base[256];
     snprintf(base, sizeof base, "%" PRId64 ".M%06" PRId64 "P%dQ%" PRIu64 ".%s", us / 1000000,
-             us % 1000000, pid, seq, hostname);
+             us % 1000000, pid, seq, d->hostname);
     char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s/tmp/%s", dir, base);
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s", d->dir, base);
 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno == ENOENT) {
-        if (maildir_create(dir) < 0) {
-            fail(res, errno, false, "cannot create Maildir");
+        if (maildir_create(d->dir) < 0) {
+            fail(d, errno, false, "cannot create Maildir");
             return;
         }
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     }
     if (fd < 0) {
-        fail(res, errno, false, "cannot create file in tmp/");
+        fail(d, errno, false, "cannot create file in tmp/");
         return;
     }
+    d->fd = fd;
+    memcpy(d->tmp, tmp, sizeof tmp);
 
     char head[1200];
-    int hn = snprintf(head, sizeof head, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", sender,
-                      mailbox);
+    int hn = snprintf(head, sizeof head, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", d->sender,
+                      d->mailbox);
     if (hn < 0 || (size_t)hn >= sizeof head)
         hn = 0;
     uint64_t total = (uint64_t)hn;
-    if (write_all(fd, head, (size_t)hn) < 0)
-        goto write_error;
+    if (write_all(fd, head, (size_t)hn) < 0) {
+        fail(d, errno, false, "cannot write the message file");
+        return;
+    }
     static _Thread_local char chunk[65536];
-    uint64_t off = 0, size = spool_body_size(body);
+    uint64_t off = 0, size = spool_body_size(d->body);
     while (off < size) {
-        ssize_t r = spool_body_read(body, off, chunk, sizeof chunk);
+        ssize_t r = spool_body_read(d->body, off, chunk, sizeof chunk);
         if (r <= 0) {
-            close(fd);
-            unlink(tmp);
-            fail(res, r < 0 ? (int)-r : EIO, false, "cannot read the queued message");
+            fail(d, r < 0 ? (int)-r : EIO, false, "cannot read the queued message");
             return;
         }
-        if (write_all(fd, chunk, (size_t)r) < 0)
-            goto write_error;
+        if (write_all(fd, chunk, (size_t)r) < 0) {
+            fail(d, errno, false, "cannot write the message file");
+            return;
+        }
         off += (uint64_t)r;
         total += (uint64_t)r;
     }
-    if (fsync(fd) < 0)
-        goto write_error;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto write_error;
-    }
-    fd = -1;
+    snprintf(d->path, sizeof d->path, "%s/new/%s,S=%" PRIu64, d->dir, base, total);
+}
 
-    snprintf(res->path, sizeof res->path, "%s/new/%s,S=%" PRIu64, dir, base, total);
-    if (rename(tmp, res->path) < 0) {
-        fail(res, errno, false, "cannot move the file into new/");
-        unlink(tmp);
+/* Phase 2: make the file durable and move it into new/. */
+static void maildir_finish(struct maildir_delivery *d)
+{
+    if (d->error)
+        return;
+    if (fsync(d->fd) < 0) {
+        fail(d, errno, false, "cannot fsync the message file");
         return;
     }
-    char newdir[600];
-    snprintf(newdir, sizeof newdir, "%s/new", dir);
-    int dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) < 0) {
-        /* The file is in new/ but may not survive a crash: report a temporary failure
-           so the delivery is retried (at least once, DESIGN contract 2). */
-        fail(res, errno, false, "cannot fsync new/");
+    int fd = d->fd;
+    d->fd = -1;
+    if (close(fd) < 0) {
+        fail(d, errno, false, "cannot close the message file");
+        return;
+    }
+    if (rename(d->tmp, d->path) < 0) {
+        fail(d, errno, false, "cannot move the file into new/");
+        return;
+    }
+    d->tmp[0] = '\0';
+}
+
+void maildir_deliver_batch(struct maildir_delivery **d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        maildir_write(d[i]);
+    for (size_t i = 0; i < n; i++)
+        maildir_finish(d[i]);
+    /* Phase 3: fsync each new/ directory once, so every rename is durable before
+       any delivery is reported done. On failure the files are in new/ but may not
+       survive a crash: report a temporary failure, so the delivery is retried (at
+       least once, DESIGN contract 2). */
+    for (size_t i = 0; i < n; i++) {
+        if (d[i]->error)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = !d[j]->error && strcmp(d[j]->dir, d[i]->dir) == 0;
+        if (seen)
+            continue;
+        char newdir[600];
+        snprintf(newdir, sizeof newdir, "%s/new", d[i]->dir);
+        int dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int err = 0;
+        if (dfd < 0 || fsync(dfd) < 0)
+            err = errno;
         if (dfd >= 0)
             close(dfd);
-        return;
+        if (!err)
+            continue;
+        for (size_t j = i; j < n; j++)
+            if (!d[j]->error && strcmp(d[j]->dir, d[i]->dir) == 0)
+                fail(d[j], err, false, "cannot fsync new/");
     }
-    close(dfd);
-    return;
-
-write_error: {
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    fail(res, e, false, "cannot write the message file");
-}
 }

@@ -5,8 +5,12 @@
  *
  * The mailbox of "local@domain" is <root>/<domain>/<local>/. The message file
  * is "Return-Path: <sender>" and "Delivered-To: <mailbox>" followed by the
- * message data as spooled (CRLF line endings). Blocking: call from a worker
- * thread only.
+ * message data as spooled (CRLF line endings).
+ *
+ * Deliveries come in batches: every file of a batch is written first, then
+ * each is fsynced (the first fsync commits the file system journal for all of
+ * them, so the others are cheap), renamed into new/, and every new/ directory
+ * of the batch is fsynced once. Blocking: call from a worker thread only.
  */
 #ifndef TERN_DELIVER_MAILDIR_H
 #define TERN_DELIVER_MAILDIR_H
@@ -16,15 +20,26 @@
 
 struct spool_body;
 
-struct maildir_result {
-    int error;          /* 0 on success, else an errno */
-    bool permanent;     /* the failure will not go away by retrying */
-    char path[1024];    /* the delivered file (success) */
-    char text[256];     /* what went wrong, for the log and the DSN */
+/* One delivery of one message to one mailbox. */
+struct maildir_delivery {
+    /* input, owned by the caller */
+    const char *root;        /* maildir_root */
+    const char *mailbox;     /* "local@domain" */
+    const char *sender;      /* envelope sender, "" for <> */
+    const char *hostname;    /* for the unique file name */
+    struct spool_body *body; /* the message data */
+    /* result */
+    int error;               /* 0 on success, else an errno */
+    bool permanent;          /* the failure will not go away by retrying */
+    char text[256];          /* what went wrong, for the log and the DSN */
+    /* private to maildir.c */
+    int fd;
+    char dir[512];
+    char tmp[1024];
+    char path[1024];         /* the delivered file (success) */
 };
 
-/* Deliver one message to one mailbox. */
-void maildir_deliver(const char *root, const char *mailbox, const char *sender,
-                     const char *hostname, struct spool_body *body, struct maildir_result *res);
+/* Deliver every entry of d[0..n); each gets its own result. */
+void maildir_deliver_batch(struct maildir_delivery **d, size_t n);
 
 #endif

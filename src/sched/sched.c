@@ -23,6 +23,7 @@
 
 #define RETRY_MIN 60        /* seconds before the first retry of a local delivery */
 #define RETRY_MAX (4 * 3600) /* longest wait between attempts */
+#define BATCH_MAX 16         /* deliveries handed to one worker at once */
 
 /* One delivery of one recipient of one message. */
 struct item {
@@ -34,7 +35,14 @@ struct item {
     char *mailbox;            /* delivery address */
     char *sender;             /* envelope sender */
     struct spool_body *body;  /* pinned message data while in flight */
-    struct maildir_result res;
+    struct maildir_delivery md; /* the delivery and its result */
+};
+
+/* Deliveries handed to one worker together (see maildir.h). */
+struct batch {
+    struct sched *s;
+    size_t n;
+    struct item *items[BATCH_MAX];
 };
 
 struct sched {
@@ -43,6 +51,7 @@ struct sched {
     struct spool *sp;
     const struct config *cfg;
     struct item *ready, **ready_tail; /* FIFO of deliveries to start */
+    size_t nready;
     struct item *retry;               /* waiting for their next attempt time */
     struct ev_timer *retry_timer;
     size_t in_flight;
@@ -95,6 +104,7 @@ static void ready_push(struct sched *s, struct item *it)
     it->next = NULL;
     *s->ready_tail = it;
     s->ready_tail = &it->next;
+    s->nready++;
 }
 
 static void retry_arm(struct sched *s)
@@ -129,23 +139,22 @@ static void on_retry_timer(void *arg)
 
 static void deliver_work(void *arg)
 {
-    struct item *it = arg;
-    maildir_deliver(it->s->cfg->maildir_root, it->mailbox, it->sender, it->s->cfg->hostname,
-                    it->body, &it->res);
+    struct batch *b = arg;
+    struct maildir_delivery *d[BATCH_MAX];
+    for (size_t i = 0; i < b->n; i++)
+        d[i] = &b->items[i]->md;
+    maildir_deliver_batch(d, b->n);
 }
 
-static void deliver_done(void *arg)
+/* Record the outcome of one delivery. */
+static void deliver_outcome(struct sched *s, struct item *it)
 {
-    struct item *it = arg;
-    struct sched *s = it->s;
     spool_id id = it->id;
-    s->in_flight--;
     spool_body_close(it->body);
     it->body = NULL;
     const struct spool_envelope *env = spool_get(s->sp, it->id);
     if (!env || it->idx >= env->nrcpt) {
         item_free(it);
-        sched_dispatch(s);
         return;
     }
     const struct spool_rcpt *r = &env->rcpt[it->idx];
@@ -153,51 +162,83 @@ static void deliver_done(void *arg)
     int64_t now = now_real_us() / 1000000;
     double delay = (double)(now - env->arrival);
     char status[400];
-    if (it->res.error == 0) {
+    if (it->md.error == 0) {
         snprintf(status, sizeof status, "dsn=2.0.0 delivered to maildir");
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DELIVERED, attempts, 0, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=2.0.0 status=sent "
                  "(delivered to maildir)",
                  it->id, it->mailbox, delay);
         item_free(it);
-    } else if (it->res.permanent) {
-        snprintf(status, sizeof status, "dsn=5.3.0 %s", it->res.text);
+    } else if (it->md.permanent) {
+        snprintf(status, sizeof status, "dsn=5.3.0 %s", it->md.text);
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_BOUNCED, attempts, 0, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=5.3.0 status=bounced "
                  "(%s)",
-                 it->id, it->mailbox, delay, it->res.text);
+                 it->id, it->mailbox, delay, it->md.text);
         item_free(it);
     } else {
         uint32_t wait = sched_backoff(attempts, RETRY_MIN, RETRY_MAX);
-        snprintf(status, sizeof status, "dsn=4.3.0 %s", it->res.text);
+        snprintf(status, sizeof status, "dsn=4.3.0 %s", it->md.text);
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DEFERRED, attempts, now + wait, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=4.3.0 status=deferred "
                  "(%s) retry_in=%us",
-                 it->id, it->mailbox, delay, it->res.text, wait);
+                 it->id, it->mailbox, delay, it->md.text, wait);
         it->due = now + wait;
         it->next = s->retry;
         s->retry = it;
         retry_arm(s);
     }
     sched_maybe_remove(s, id);
+}
+
+static void deliver_done(void *arg)
+{
+    struct batch *b = arg;
+    struct sched *s = b->s;
+    s->in_flight -= b->n;
+    for (size_t i = 0; i < b->n; i++)
+        deliver_outcome(s, b->items[i]);
+    free(b);
     sched_dispatch(s);
 }
 
 static void sched_dispatch(struct sched *s)
 {
+    /* Spread what is ready over the workers, at most BATCH_MAX a batch. */
+    size_t nworkers = s->cfg->delivery_workers ? s->cfg->delivery_workers : 1;
     while (!s->stopped && s->ready && s->in_flight < s->cfg->delivery_concurrency) {
-        struct item *it = s->ready;
-        s->ready = it->next;
-        if (!s->ready)
-            s->ready_tail = &s->ready;
-        it->next = NULL;
-        it->body = spool_body_open(s->sp, it->id);
-        if (!it->body) {
-            item_free(it);
+        size_t want = (s->nready + nworkers - 1) / nworkers;
+        if (want > BATCH_MAX)
+            want = BATCH_MAX;
+        if (want > s->cfg->delivery_concurrency - s->in_flight)
+            want = s->cfg->delivery_concurrency - s->in_flight;
+        struct batch *b = xcalloc(1, sizeof *b);
+        b->s = s;
+        while (b->n < want && s->ready) {
+            struct item *it = s->ready;
+            s->ready = it->next;
+            s->nready--;
+            if (!s->ready)
+                s->ready_tail = &s->ready;
+            it->next = NULL;
+            it->body = spool_body_open(s->sp, it->id);
+            if (!it->body) {
+                item_free(it);
+                continue;
+            }
+            it->md.root = s->cfg->maildir_root;
+            it->md.mailbox = it->mailbox;
+            it->md.sender = it->sender;
+            it->md.hostname = s->cfg->hostname;
+            it->md.body = it->body;
+            b->items[b->n++] = it;
+        }
+        if (b->n == 0) {
+            free(b);
             continue;
         }
-        s->in_flight++;
-        ev_workers_submit(s->workers, deliver_work, deliver_done, it);
+        s->in_flight += b->n;
+        ev_workers_submit(s->workers, deliver_work, deliver_done, b);
     }
 }
 
@@ -274,6 +315,7 @@ void sched_free(struct sched *s)
         s->ready = it->next;
         item_free(it);
     }
+    s->nready = 0;
     while (s->retry) {
         struct item *it = s->retry;
         s->retry = it->next;
