@@ -343,12 +343,6 @@ static void session_committed(void *arg, spool_id id, int error)
 
 /* ---- commands ---------------------------------------------------------------- */
 
-static bool arg_empty(const char *arg, size_t len)
-{
-    return len == 0;
-    (void)arg;
-}
-
 static void cmd_helo(struct session *s, const char *arg, size_t len, bool esmtp)
 {
     if (len == 0) {
@@ -527,7 +521,7 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
 
 static void cmd_data(struct session *s, const char *arg, size_t len)
 {
-    if (!arg_empty(arg, len)) {
+    if (len != 0) {
         reply(s, 501, "5.5.4", "Syntax: DATA (no parameters)");
         return;
     }
