@@ -121,7 +121,7 @@ class TernServer:
         return self
 
     def wait_ready(self, timeout=10.0):
-        """Poll until the mx port accepts a TCP connection."""
+        """Poll until the mx port accepts a TCP connection (then QUIT it)."""
         end = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -129,10 +129,20 @@ class TernServer:
                                      % (self.proc.returncode, self.log()))
             try:
                 s = socket.create_connection(("127.0.0.1", self.mx_port), timeout=0.5)
+            except OSError:
+                s = None
+            if s is not None:
+                # end the readiness connection with QUIT and wait for the server
+                # to close it, so that it no longer counts against connection caps
+                try:
+                    s.settimeout(5)
+                    s.sendall(b"QUIT\r\n")
+                    while s.recv(4096):
+                        pass
+                except OSError:
+                    pass
                 s.close()
                 return
-            except OSError:
-                pass
             if time.monotonic() > end:
                 raise AssertionError("tern did not accept connections on %d within %.0fs; log:\n%s"
                                      % (self.mx_port, timeout, self.log()))

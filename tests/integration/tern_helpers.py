@@ -213,6 +213,12 @@ class SMTPClient:
         self.send(dot_stuff(msg))
         return self.reply()
 
+    def quit(self):
+        """QUIT, expect 221, and wait until the server has closed the connection."""
+        expect(self.cmd("QUIT"), 221)
+        assert self.closed(5), "connection still open after 221"
+        self.sock.close()
+
     def close(self):
         try:
             if not self.eof:

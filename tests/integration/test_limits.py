@@ -199,8 +199,7 @@ def test_connection_cap_per_client(tern):
     assert extra.greeting.closed or extra.closed(1), "not closed after 421"
     extra.close()
     # a slot frees when a connection ends
-    conns[0].close()
-    time.sleep(0.3)
+    conns[0].quit()
     again = SMTPClient(s.mx_port)
     expect(again.greeting, 220)
     for c in conns[1:] + [again]:
@@ -216,8 +215,7 @@ def test_connection_cap_total(tern):
     expect(extra.greeting, 421, "4.3.2")
     assert extra.greeting.closed or extra.closed(1), "not closed after 421"
     extra.close()
-    conns[0].close()
-    time.sleep(0.3)
+    conns[0].quit()
     again = SMTPClient(s.mx_port)
     expect(again.greeting, 220)
     for c in conns[1:] + [again]:
