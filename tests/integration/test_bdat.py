@@ -107,3 +107,48 @@ def test_data_after_bdat(tern):
     s.wait_token(tok2)
     time.sleep(0.3)
     assert s.find_token(tok) == [] and len(s.all_delivered()) == 1
+
+
+def test_bdat_bare_newline(tern):
+    """The bare CR/LF policy applies to BDAT content as it does to DATA."""
+    s = tern()
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    for bad in (b"line one\nline two\r\n", b"line one\rline two\r\n"):
+        msg = make_message(new_token(), bad)
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250)
+        expect(c.cmd("RCPT TO:<%s>" % DEMO), 250)
+        bdat(c, msg, last=True)
+        expect(c.reply(), 550, "5.5.2")
+        expect(c.cmd("RSET"), 250)
+    c.close()
+    s2 = tern({"bare_newline": "normalize"})
+    c = SMTPClient(s2.mx_port)
+    c.ehlo()
+    tok = new_token()
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 250)
+    expect(c.cmd("RCPT TO:<%s>" % DEMO), 250)
+    bdat(c, make_message(tok, b"line one\nline two\rline three\r\n"), last=True)
+    expect(c.reply(), 250)
+    c.close()
+    (p, data), = s2.wait_token(tok)
+    check_delivered(data, "alice@example.org", DEMO,
+                    make_message(tok, b"line one\r\nline two\r\nline three\r\n"))
+    time.sleep(0.3)
+    assert s.all_delivered() == []
+
+
+def test_bdat_idle_timeout_inside_chunk(tern):
+    s = tern({"idle_timeout": "2s"})
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 250)
+    expect(c.cmd("RCPT TO:<%s>" % DEMO), 250)
+    c.send(b"BDAT 1000 LAST\r\nSubject: only part of the chunk\r\n")
+    t0 = time.monotonic()
+    r = c.reply(timeout=5)
+    assert time.monotonic() - t0 <= 3.5
+    expect(r, 421, "4.4.2")
+    assert r.closed or c.closed(1)
+    time.sleep(0.3)
+    assert s.all_delivered() == []

@@ -28,6 +28,47 @@ def test_size_declared(tern):
     c.close()
 
 
+def exact_message(tok, total):
+    """A message of exactly `total` octets in lines of at most 80 (RFC 1870
+    counts CRLFs, not the terminating dot nor stuffing dots)."""
+    head = make_message(tok, b"")
+    n = total - len(head)
+    assert n >= 2
+    body = []
+    while n > 0:
+        k = min(80, n)
+        if n - k == 1:  # never leave one octet: a line needs at least CRLF
+            k -= 1
+        body.append(b"x" * (k - 2) + b"\r\n")
+        n -= k
+    msg = head + b"".join(body)
+    assert len(msg) == total
+    return msg
+
+
+def test_size_boundary(tern):
+    """SIZE=limit is accepted at MAIL, so a message of exactly limit octets is
+    accepted at end of data; one octet more is refused."""
+    s = tern({"message_size_limit": "100K"})
+    c = SMTPClient(s.mx_port, timeout=10)
+    c.ehlo()
+    tok = new_token()
+    msg = exact_message(tok, LIMIT)
+    expect(c.send_message("a@example.org", [DEMO], msg, " SIZE=%d" % LIMIT), 250)
+    tok2 = new_token()
+    msg2 = exact_message(tok2, LIMIT + 1)
+    expect(c.cmd("MAIL FROM:<a@example.org>"), 250)
+    expect(c.cmd("RCPT TO:<%s>" % DEMO), 250)
+    expect(c.cmd("DATA"), 354)
+    c.send(dot_stuff(msg2))
+    expect(c.reply(), 552, "5.3.4")
+    c.close()
+    (p, data), = s.wait_token(tok)
+    check_delivered(data, "a@example.org", DEMO, msg)
+    time.sleep(0.3)
+    assert s.find_token(tok2) == []
+
+
 def test_size_actual_data(tern):
     s = tern({"message_size_limit": "100K"})
     c = SMTPClient(s.mx_port, timeout=10)

@@ -81,6 +81,25 @@ def test_rcpt_before_mail_and_parameters(tern):
     c.close()
 
 
+def test_address_case(tern):
+    """Domains, mailboxes and aliases match in any case; the mailbox is the
+    configured (lowercase) one."""
+    s = tern()
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    tok = new_token()
+    msg = make_message(tok, rcpt="Demo@EXAMPLE.Test")
+    expect(c.send_message("alice@example.org", ["Demo@EXAMPLE.Test"], msg), 250)
+    tok2 = new_token()
+    msg2 = make_message(tok2, rcpt="ABUSE@example.test")
+    expect(c.send_message("alice@example.org", ["ABUSE@example.test"], msg2), 250)
+    c.close()
+    (p, data), = s.wait_token(tok)
+    check_delivered(data, "alice@example.org", DEMO, msg)
+    (p, data), = s.wait_token(tok2)
+    check_delivered(data, "alice@example.org", POSTMASTER, msg2)
+
+
 def test_alias_multiple_targets(tern):
     s = tern(aliases=["team@example.test: demo@example.test, postmaster@example.test"])
     c = SMTPClient(s.mx_port)
