@@ -782,8 +782,19 @@ static void session_process(struct session *s)
             ev_conn_input_peek(s->conn, s->line, n);
             ev_conn_input_drain(s->conn, n);
             n--; /* LF */
-            if (n > 0 && s->line[n - 1] == '\r')
+            if (n > 0 && s->line[n - 1] == '\r') {
                 n--;
+            } else if (s->cfg->bare_newline == SMTP_NEWLINE_REJECT) {
+                /* RFC 5321 §2.3.8: lines end in CRLF; a bare LF is how smuggling
+                   starts, so it is refused in commands as in content. */
+                s->commands++;
+                log_info("sid=%s event=reject client=%s reason=bare_lf_in_command", s->id,
+                         s->client);
+                reply(s, 500, "5.5.2", "Syntax error: command line ended in a bare <LF>");
+                if (s->errors >= s->cfg->max_errors)
+                    session_close_with(s, 421, "4.7.0", "Too many errors, closing connection");
+                break;
+            }
             s->line[n] = '\0';
             session_command(s, s->line, n);
             break;

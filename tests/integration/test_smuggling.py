@@ -164,3 +164,23 @@ def test_content_before_354(tern):
     assert codes[:2] == [250, 250] and 554 in codes and 250 not in codes[2:], replies
     time.sleep(0.5)
     assert s.all_delivered() == []
+
+
+def test_bare_lf_command_line(tern):
+    """A command line must end in CRLF: refused in the default mode, accepted
+    when bare_newline = normalize (as Postfix's smtpd_forbid_bare_newline)."""
+    s = tern()
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    c.send(b"NOOP\nNOOP\r\n")
+    first, second = c.reply(), c.reply()
+    expect(first, 500, "5.5.2")
+    expect(second, 250)
+    c.close()
+    s2 = tern({"bare_newline": "normalize"})
+    c = SMTPClient(s2.mx_port)
+    c.ehlo()
+    c.send(b"NOOP\nNOOP\r\n")
+    expect(c.reply(), 250)
+    expect(c.reply(), 250)
+    c.close()
