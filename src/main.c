@@ -163,11 +163,8 @@ static int cmd_serve(int argc, char **argv)
     d.sched = sched_new(d.loop, d.workers, d.spool, d.cfg);
     spool_foreach(d.spool, queue_message, &d);
 
-    struct server_deps deps = {.loop = d.loop,
-                               .spool = d.spool,
-                               .sched = d.sched,
-                               .cfg = d.cfg,
-                               .aliases = d.aliases};
+    struct server_deps deps = {
+        .loop = d.loop, .spool = d.spool, .sched = d.sched, .cfg = d.cfg, .aliases = d.aliases};
     d.server = server_new(&deps, err, sizeof err);
     if (!d.server)
         fatal("event=fatal reason=\"cannot listen\" error=\"%s\"", err);

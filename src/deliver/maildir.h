@@ -29,14 +29,14 @@ struct maildir_delivery {
     const char *hostname;    /* for the unique file name */
     struct spool_body *body; /* the message data */
     /* result */
-    int error;               /* 0 on success, else an errno */
-    bool permanent;          /* the failure will not go away by retrying */
-    char text[256];          /* what went wrong, for the log and the DSN */
+    int error;      /* 0 on success, else an errno */
+    bool permanent; /* the failure will not go away by retrying */
+    char text[256]; /* what went wrong, for the log and the DSN */
     /* private to maildir.c */
     int fd;
     char dir[512];
     char tmp[1024];
-    char path[1024];         /* the delivered file (success) */
+    char path[1024]; /* the delivered file (success) */
 };
 
 /* Deliver every entry of d[0..n); each gets its own result. */

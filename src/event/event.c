@@ -197,8 +197,8 @@ void ev_async_free(struct ev_async *a)
 
 /* ---- listeners ---- */
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     struct ev_listener *el = arg;
     el->cb(el->arg, fd, sa, (socklen_t)salen);
@@ -225,10 +225,10 @@ struct ev_listener *ev_listener_new(struct ev_loop *loop, const char *host, cons
     struct ev_listener *el = xcalloc(1, sizeof *el);
     el->cb = cb;
     el->arg = arg;
-    el->l = evconnlistener_new_bind(loop->base, on_accept, el,
-                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                        LEV_OPT_CLOSE_ON_EXEC,
-                                    1024, ai->ai_addr, (int)ai->ai_addrlen);
+    el->l =
+        evconnlistener_new_bind(loop->base, on_accept, el,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                1024, ai->ai_addr, (int)ai->ai_addrlen);
     freeaddrinfo(ai);
     if (!el->l) {
         snprintf(err, errlen, "%s:%s: %s", host, port, strerror(errno));
@@ -274,8 +274,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         c->ops->on_close(c->arg);
 }
 
-struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops,
-                            void *arg, size_t max_input)
+struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops, void *arg,
+                            size_t max_input)
 {
     evutil_make_socket_nonblocking(fd);
     int one = 1;
@@ -391,7 +391,8 @@ void ev_conn_close_after_flush(struct ev_conn *c)
            so the owner never sees on_close re-entrantly. */
         struct timeval wt = {30, 0};
         bufferevent_set_timeouts(c->bev, NULL, &wt);
-        bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS | BEV_TRIG_IGNORE_WATERMARKS);
+        bufferevent_trigger(c->bev, EV_WRITE,
+                            BEV_TRIG_DEFER_CALLBACKS | BEV_TRIG_IGNORE_WATERMARKS);
     } else {
         struct timeval wt = {30, 0};
         bufferevent_set_timeouts(c->bev, NULL, &wt);
@@ -410,10 +411,10 @@ struct job {
 struct ev_workers {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    struct job *head, *tail;     /* waiting to run */
-    struct job *done_head;       /* finished, waiting for their done callback */
+    struct job *head, *tail; /* waiting to run */
+    struct job *done_head;   /* finished, waiting for their done callback */
     struct job **done_tail;
-    size_t pending;              /* submitted and not done (loop thread only) */
+    size_t pending; /* submitted and not done (loop thread only) */
     bool stop;
     size_t nthreads;
     pthread_t *threads;

@@ -63,8 +63,8 @@ struct ev_conn_ops {
 
 /* Wrap an accepted socket; input is limited to max_input buffered octets
    (reading pauses past it). */
-struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops,
-                            void *arg, size_t max_input);
+struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops, void *arg,
+                            size_t max_input);
 void ev_conn_free(struct ev_conn *c);
 void ev_conn_set_timeout(struct ev_conn *c, uint32_t seconds);
 

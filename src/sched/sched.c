@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RETRY_MIN 60        /* seconds before the first retry of a local delivery */
+#define RETRY_MIN 60         /* seconds before the first retry of a local delivery */
 #define RETRY_MAX (4 * 3600) /* longest wait between attempts */
 #define BATCH_MAX 16         /* deliveries handed to one worker at once */
 
@@ -30,11 +30,11 @@ struct item {
     struct item *next;
     struct sched *s;
     spool_id id;
-    size_t idx;               /* recipient index in the envelope */
-    int64_t due;              /* unix seconds of the next attempt (retry list) */
-    char *mailbox;            /* delivery address */
-    char *sender;             /* envelope sender */
-    struct spool_body *body;  /* pinned message data while in flight */
+    size_t idx;                 /* recipient index in the envelope */
+    int64_t due;                /* unix seconds of the next attempt (retry list) */
+    char *mailbox;              /* delivery address */
+    char *sender;               /* envelope sender */
+    struct spool_body *body;    /* pinned message data while in flight */
     struct maildir_delivery md; /* the delivery and its result */
 };
 
@@ -52,7 +52,7 @@ struct sched {
     const struct config *cfg;
     struct item *ready, **ready_tail; /* FIFO of deliveries to start */
     size_t nready;
-    struct item *retry;               /* waiting for their next attempt time */
+    struct item *retry; /* waiting for their next attempt time */
     struct ev_timer *retry_timer;
     size_t in_flight;
     bool stopped;

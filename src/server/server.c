@@ -133,7 +133,7 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
     }
     if (!*pp) {
         *pp = xcalloc(1, sizeof **pp);
-        snprintf((*pp)->addr, sizeof (*pp)->addr, "%s", client);
+        snprintf((*pp)->addr, sizeof(*pp)->addr, "%s", client);
     }
     (*pp)->n++;
     struct session *s = session_new(&srv->env, fd, sa, salen, l->role, client);

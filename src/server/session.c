@@ -66,22 +66,22 @@ struct tx_rcpt {
 
 /* The mail transaction (RFC 5321 §3.3), reset by RSET, EHLO and end of message. */
 struct tx {
-    bool active;                 /* MAIL accepted */
-    char *sender;                /* reverse-path ("" for <>) */
-    struct smtp_mail_params mp;  /* MAIL parameters */
-    struct tx_rcpt *rcpt;        /* accepted recipients */
+    bool active;                /* MAIL accepted */
+    char *sender;               /* reverse-path ("" for <>) */
+    struct smtp_mail_params mp; /* MAIL parameters */
+    struct tx_rcpt *rcpt;       /* accepted recipients */
     size_t nrcpt, rcpt_cap;
-    size_t rcpt_cmds;            /* RCPT commands accepted (the recipient limit) */
-    char *first_rcpt;            /* first recipient as given, for the Received "for" clause */
-    bool has_qid;                /* content started: qid allocated, chunks may be on disk */
+    size_t rcpt_cmds; /* RCPT commands accepted (the recipient limit) */
+    char *first_rcpt; /* first recipient as given, for the Received "for" clause */
+    bool has_qid;     /* content started: qid allocated, chunks may be on disk */
     spool_id qid;
-    bool bdat;                   /* content arrives by BDAT */
-    struct smtp_data_dec dec;    /* content decoder */
-    struct buf pending;          /* decoded content not yet appended */
-    uint64_t content;            /* octets the client sent (after unstuffing) */
-    uint64_t stored;             /* octets appended to the spool (with Received) */
-    bool too_big;                /* content passed message_size_limit */
-    int spool_error;             /* errno of a failed append, or 0 */
+    bool bdat;                /* content arrives by BDAT */
+    struct smtp_data_dec dec; /* content decoder */
+    struct buf pending;       /* decoded content not yet appended */
+    uint64_t content;         /* octets the client sent (after unstuffing) */
+    uint64_t stored;          /* octets appended to the spool (with Received) */
+    bool too_big;             /* content passed message_size_limit */
+    int spool_error;          /* errno of a failed append, or 0 */
 };
 
 struct session {
@@ -92,24 +92,24 @@ struct session {
     struct ev_timer *lifetime; /* session_timeout */
     enum config_role role;
     enum session_state state;
-    char id[20];       /* session id for logs */
-    char client[64];   /* client IP address as text */
-    bool trusted;      /* client in trusted_networks */
-    char helo[256];    /* HELO/EHLO argument */
-    bool greeted;      /* HELO or EHLO accepted */
-    bool esmtp;        /* EHLO (extensions on) */
+    char id[20];     /* session id for logs */
+    char client[64]; /* client IP address as text */
+    bool trusted;    /* client in trusted_networks */
+    char helo[256];  /* HELO/EHLO argument */
+    bool greeted;    /* HELO or EHLO accepted */
+    bool esmtp;      /* EHLO (extensions on) */
     struct tx tx;
-    uint64_t bdat_left; /* octets of the current BDAT chunk still to read */
-    bool bdat_last;     /* the current chunk is the LAST one */
+    uint64_t bdat_left;                    /* octets of the current BDAT chunk still to read */
+    bool bdat_last;                        /* the current chunk is the LAST one */
     const struct smtp_status *chunk_error; /* the current chunk is refused: read and dropped */
-    size_t errors;      /* error replies sent */
-    size_t junk;        /* commands without progress since the last message */
-    size_t commands;    /* commands received */
-    size_t messages;    /* messages accepted */
+    size_t errors;                         /* error replies sent */
+    size_t junk;                           /* commands without progress since the last message */
+    size_t commands;                       /* commands received */
+    size_t messages;                       /* messages accepted */
     bool dead;          /* connection gone; waiting for a commit callback to free us */
     bool shutting_down; /* server shutdown: close after the transaction in flight */
     int64_t started_ms;
-    char *line;         /* command line buffer, max_command_line + 1 */
+    char *line; /* command line buffer, max_command_line + 1 */
 };
 
 static uint64_t session_counter;
@@ -185,6 +185,24 @@ static void tx_reset(struct session *s)
     memset(t, 0, sizeof *t);
 }
 
+static const struct smtp_status st_too_big = {552, "5.3.4",
+                                              "Message size exceeds fixed maximum message size"};
+static const struct smtp_status st_no_space = {452, "4.3.1", "Insufficient system storage"};
+static const struct smtp_status st_io_error = {451, "4.3.0",
+                                               "Local error in processing: queue write error"};
+
+/* Append the buffered content to the spool. */
+static void tx_flush_pending(struct session *s)
+{
+    struct tx *t = &s->tx;
+    int r = spool_append(s->env->deps->spool, t->qid, t->pending.data, t->pending.len);
+    if (r < 0)
+        t->spool_error = -r;
+    else
+        t->stored += t->pending.len;
+    buf_reset(&t->pending);
+}
+
 /* Append decoded content: enforce the size limit and write full pieces. */
 static void tx_content(struct session *s, const uint8_t *p, size_t n, bool from_client)
 {
@@ -198,14 +216,8 @@ static void tx_content(struct session *s, const uint8_t *p, size_t n, bool from_
         return;
     if (buf_append(&t->pending, p, n) < 0)
         panic("content buffer overflow");
-    if (t->pending.len >= APPEND_SIZE) {
-        int r = spool_append(s->env->deps->spool, t->qid, t->pending.data, t->pending.len);
-        if (r < 0)
-            t->spool_error = -r;
-        else
-            t->stored += t->pending.len;
-        buf_reset(&t->pending);
-    }
+    if (t->pending.len >= APPEND_SIZE)
+        tx_flush_pending(s);
 }
 
 /* Start the content of a message: queue id, decoder and the Received header
@@ -216,20 +228,19 @@ static void tx_begin_content(struct session *s, bool bdat)
     t->qid = spool_new_id(s->env->deps->spool);
     t->has_qid = true;
     t->bdat = bdat;
-    smtp_data_init(&t->dec, bdat, (enum smtp_newline)s->cfg->bare_newline,
-                   s->cfg->max_text_line, s->cfg->max_header_count);
+    smtp_data_init(&t->dec, bdat, (enum smtp_newline)s->cfg->bare_newline, s->cfg->max_text_line,
+                   s->cfg->max_header_count);
     buf_init(&t->pending, 2 * APPEND_SIZE + 2 * FEED_SIZE + 4096);
 
     char date[64];
     rfc5322_date(now_real_us() / 1000000, date, sizeof date);
     const char *proto = t->mp.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
     char h[1024 + 2 * SMTP_PATH_MAX];
-    int n = snprintf(h, sizeof h,
-                     "Received: from %s ([%s])\r\n\tby %s (Tern) with %s id %016" PRIX64
-                     "\r\n\t%s%s%s; %s\r\n",
-                     s->helo, s->client, s->cfg->hostname, proto, t->qid,
-                     t->nrcpt == 1 ? "for <" : "", t->nrcpt == 1 ? t->first_rcpt : "",
-                     t->nrcpt == 1 ? ">" : "", date);
+    int n = snprintf(
+        h, sizeof h,
+        "Received: from %s ([%s])\r\n\tby %s (Tern) with %s id %016" PRIX64 "\r\n\t%s%s%s; %s\r\n",
+        s->helo, s->client, s->cfg->hostname, proto, t->qid, t->nrcpt == 1 ? "for <" : "",
+        t->nrcpt == 1 ? t->first_rcpt : "", t->nrcpt == 1 ? ">" : "", date);
     if (n < 0 || (size_t)n >= sizeof h)
         panic("Received header too long");
     tx_content(s, (const uint8_t *)h, (size_t)n, false);
@@ -242,23 +253,12 @@ static void tx_end_content(struct session *s)
 {
     struct tx *t = &s->tx;
     const struct smtp_status *st = smtp_data_status(&t->dec);
-    static const struct smtp_status too_big = {552, "5.3.4",
-                                               "Message size exceeds fixed maximum message size"};
-    static const struct smtp_status no_space = {452, "4.3.1", "Insufficient system storage"};
-    static const struct smtp_status io_error = {451, "4.3.0",
-                                                "Local error in processing: queue write error"};
     if (!st && t->too_big)
-        st = &too_big;
-    if (!st && !t->spool_error && t->pending.len > 0) {
-        int r = spool_append(s->env->deps->spool, t->qid, t->pending.data, t->pending.len);
-        if (r < 0)
-            t->spool_error = -r;
-        else
-            t->stored += t->pending.len;
-        buf_reset(&t->pending);
-    }
+        st = &st_too_big;
+    if (!st && !t->spool_error && t->pending.len > 0)
+        tx_flush_pending(s);
     if (!st && t->spool_error)
-        st = t->spool_error == ENOSPC ? &no_space : &io_error;
+        st = t->spool_error == ENOSPC ? &st_no_space : &st_io_error;
     if (st) {
         log_reject(s, t->bdat ? "BDAT" : "DATA", st);
         reply_status(s, st);
@@ -292,7 +292,7 @@ static void tx_end_content(struct session *s)
     free(env.rcpt);
     if (r < 0) {
         t->spool_error = -r;
-        st = t->spool_error == ENOSPC ? &no_space : &io_error;
+        st = t->spool_error == ENOSPC ? &st_no_space : &st_io_error;
         log_reject(s, t->bdat ? "BDAT" : "DATA", st);
         reply_status(s, st);
         tx_reset(s);
@@ -313,9 +313,7 @@ static void session_committed(void *arg, spool_id id, int error)
         log_error("sid=%s qid=%016" PRIX64 " event=commit_failed error=\"%s\"", s->id, id,
                   strerror(error));
         if (!s->dead)
-            reply(s, error == ENOSPC ? 452 : 451, error == ENOSPC ? "4.3.1" : "4.3.0",
-                  "%s", error == ENOSPC ? "Insufficient system storage"
-                                        : "Local error in processing: queue write error");
+            reply_status(s, error == ENOSPC ? &st_no_space : &st_io_error);
     } else {
         log_info("sid=%s qid=%016" PRIX64 " event=queued from=<%s> nrcpt=%zu size=%" PRIu64
                  " client=%s%s",
@@ -408,8 +406,6 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
     static const struct smtp_status syntax = {501, "5.5.4", "Syntax: MAIL FROM:<address>"};
     static const struct smtp_status need_utf8 = {
         553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter"};
-    static const struct smtp_status too_big = {552, "5.3.4",
-                                               "Message size exceeds fixed maximum message size"};
     const struct smtp_status *st = NULL;
     struct smtp_path path;
     struct smtp_mail_params mp;
@@ -434,7 +430,7 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
     if (!st && path.utf8 && !mp.smtputf8)
         st = &need_utf8;
     if (!st && mp.has_size && mp.size > s->cfg->message_size_limit)
-        st = &too_big;
+        st = &st_too_big;
     if (st) {
         log_reject(s, "MAIL", st);
         reply_status(s, st);
@@ -590,10 +586,8 @@ static void bdat_chunk_done(struct session *s)
         return;
     }
     if (t->too_big) {
-        static const struct smtp_status too_big = {
-            552, "5.3.4", "Message size exceeds fixed maximum message size"};
-        log_reject(s, "BDAT", &too_big);
-        reply_status(s, &too_big);
+        log_reject(s, "BDAT", &st_too_big);
+        reply_status(s, &st_too_big);
         tx_reset(s);
         return;
     }
@@ -690,8 +684,8 @@ static void session_command(struct session *s, const char *line, size_t len)
     s->commands++;
     const struct smtp_status *st = smtp_cmd_parse(line, len, &cmd);
     if (st) {
-        log_info("sid=%s event=reject client=%s cmd=unknown reply=\"%d %s %s\"", s->id,
-                 s->client, st->code, st->enh, st->text);
+        log_info("sid=%s event=reject client=%s cmd=unknown reply=\"%d %s %s\"", s->id, s->client,
+                 st->code, st->enh, st->text);
         reply_status(s, st);
     } else {
         const struct command *c = NULL;
@@ -898,8 +892,7 @@ static void session_free(struct session *s)
 {
     log_info("sid=%s event=disconnect client=%s commands=%zu messages=%zu errors=%zu "
              "duration_ms=%" PRId64,
-             s->id, s->client, s->commands, s->messages, s->errors,
-             now_mono_ms() - s->started_ms);
+             s->id, s->client, s->commands, s->messages, s->errors, now_mono_ms() - s->started_ms);
     tx_reset(s);
     ev_conn_free(s->conn);
     ev_timer_free(s->lifetime);

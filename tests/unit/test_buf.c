@@ -89,8 +89,8 @@ static void test_ascii(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_limit),   cmocka_unit_test(test_buf_huge_append),
-        cmocka_unit_test(test_crc32c),      cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_buf_limit), cmocka_unit_test(test_buf_huge_append),
+        cmocka_unit_test(test_crc32c),    cmocka_unit_test(test_parse_u64),
         cmocka_unit_test(test_ascii),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

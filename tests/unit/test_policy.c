@@ -54,9 +54,9 @@ static int teardown(void **state)
 }
 
 static const struct {
-    const char *path;  /* RCPT TO argument */
-    bool trusted;      /* client in trusted_networks */
-    int code;          /* 0 = accepted */
+    const char *path;   /* RCPT TO argument */
+    bool trusted;       /* client in trusted_networks */
+    int code;           /* 0 = accepted */
     const char *leaves; /* accepted: the delivery addresses, comma-separated, in order */
 } cases[] = {
     {"<demo@example.test>", false, 0, "demo@example.test"},
@@ -84,8 +84,8 @@ static void test_rcpt_table(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct smtp_path path;
         const char *end;
-        const struct smtp_status *st = smtp_path_parse(
-            cases[i].path, strlen(cases[i].path), SMTP_PATH_FORWARD, false, &path, &end);
+        const struct smtp_status *st = smtp_path_parse(cases[i].path, strlen(cases[i].path),
+                                                       SMTP_PATH_FORWARD, false, &path, &end);
         assert_null(st);
         char *leaves[POLICY_MAX_LEAVES];
         size_t n = 99;
