@@ -33,6 +33,10 @@
 
 #define DEFAULT_CONFIG "/etc/tern/tern.conf"
 #define SHUTDOWN_DEADLINE_MS 10000
+/* Deliveries are background work: their threads yield to the loop, so that a
+   client waiting for its 250 is served first under load (measured in bench/:
+   accepted msg/s up by about a fifth at 50 clients, end to end unchanged). */
+#define DELIVERY_NICE 3
 
 /* Everything `tern serve` runs, owned here. */
 struct daemon {
@@ -159,7 +163,7 @@ static int cmd_serve(int argc, char **argv)
     d.spool = spool_open(&scfg, err, sizeof err);
     if (!d.spool)
         fatal("event=fatal reason=\"cannot open the spool\" error=\"%s\"", err);
-    d.workers = ev_workers_new(d.loop, d.cfg->delivery_workers);
+    d.workers = ev_workers_new(d.loop, d.cfg->delivery_workers, DELIVERY_NICE);
     d.sched = sched_new(d.loop, d.workers, d.spool, d.cfg);
     spool_foreach(d.spool, queue_message, &d);
 

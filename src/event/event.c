@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct ev_loop {
@@ -416,6 +418,7 @@ struct ev_workers {
     struct job **done_tail;
     size_t pending; /* submitted and not done (loop thread only) */
     bool stop;
+    int nice;                    /* scheduling priority of the threads (Linux per-thread nice) */
     size_t nthreads;
     pthread_t *threads;
     struct ev_async *async;
@@ -424,6 +427,8 @@ struct ev_workers {
 static void *worker_main(void *arg)
 {
     struct ev_workers *w = arg;
+    if (w->nice)
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), w->nice);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stop)
@@ -464,9 +469,10 @@ static void workers_run_done(void *arg)
     }
 }
 
-struct ev_workers *ev_workers_new(struct ev_loop *loop, size_t nthreads)
+struct ev_workers *ev_workers_new(struct ev_loop *loop, size_t nthreads, int nice)
 {
     struct ev_workers *w = xcalloc(1, sizeof *w);
+    w->nice = nice;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
     w->done_tail = &w->done_head;

@@ -85,7 +85,8 @@ void ev_conn_pause(struct ev_conn *c, bool paused);
 void ev_conn_close_after_flush(struct ev_conn *c);
 
 /* ---- worker threads ---- */
-struct ev_workers *ev_workers_new(struct ev_loop *loop, size_t nthreads);
+/* nthreads threads at priority `nice` (0 = as the loop; higher = yield to it). */
+struct ev_workers *ev_workers_new(struct ev_loop *loop, size_t nthreads, int nice);
 /* Run work(arg) in a worker thread, then done(arg) on the loop thread. */
 void ev_workers_submit(struct ev_workers *w, void (*work)(void *arg), void (*done)(void *arg),
                        void *arg);
