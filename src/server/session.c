@@ -108,6 +108,8 @@ struct session {
     size_t messages;                       /* messages accepted */
     bool dead;          /* connection gone; waiting for a commit callback to free us */
     bool shutting_down; /* server shutdown: close after the transaction in flight */
+    bool read_stopped;  /* the read timeout fired during a commit (reading is off) */
+    bool expired;       /* session_timeout passed during a commit */
     int64_t started_ms;
     char *line; /* command line buffer, max_command_line + 1 */
 };
@@ -332,6 +334,15 @@ static void session_committed(void *arg, spool_id id, int error)
         return;
     }
     session_set_state(s, SESSION_CMD);
+    if (s->read_stopped) {
+        s->read_stopped = false;
+        ev_conn_pause(s->conn, false);
+    }
+    if (s->expired) {
+        log_info("sid=%s event=session_time_limit client=%s", s->id, s->client);
+        session_close_with(s, 421, "4.4.2", "Error: session time limit exceeded");
+        return;
+    }
     if (s->shutting_down) {
         session_close_with(s, 421, "4.3.2", "Service shutting down, closing transmission channel");
         return;
@@ -845,6 +856,11 @@ static void on_close(void *arg)
 static void on_timeout(void *arg)
 {
     struct session *s = arg;
+    if (s->state == SESSION_COMMIT) {
+        /* The client is waiting for us, not idle: reading resumes after the commit. */
+        s->read_stopped = true;
+        return;
+    }
     log_info("sid=%s event=timeout client=%s state=%s", s->id, s->client, state_names[s->state]);
     tx_reset(s);
     session_close_with(s, 421, "4.4.2", "Error: timeout exceeded");
@@ -854,7 +870,7 @@ static void on_lifetime(void *arg)
 {
     struct session *s = arg;
     if (s->state == SESSION_COMMIT) {
-        s->shutting_down = true;
+        s->expired = true; /* closed once the commit has its reply */
         return;
     }
     log_info("sid=%s event=session_time_limit client=%s", s->id, s->client);

@@ -261,3 +261,20 @@ def test_connection_cap_total(tern):
     expect(again.greeting, 220)
     for c in conns[1:] + [again]:
         c.close()
+
+
+def test_session_time_limit(tern):
+    """A session that keeps talking is still closed at session_timeout."""
+    s = tern({"session_timeout": "2s", "idle_timeout": "30s"})
+    c = SMTPClient(s.mx_port)
+    c.ehlo()
+    start = time.monotonic()
+    last = None
+    while time.monotonic() - start < 6:
+        last = c.cmd("NOOP")
+        if last.code != 250:
+            break
+        time.sleep(0.3)
+    expect(last, 421, "4.4.2")
+    assert 1.5 <= time.monotonic() - start <= 4, "closed after %.1fs" % (time.monotonic() - start)
+    assert c.closed()
