@@ -482,15 +482,18 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     static const struct smtp_status need_utf8 = {
         553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter"};
     static const struct smtp_status null_rcpt = {501, "5.1.3", "Null recipient not allowed"};
+    static const struct smtp_status after_bdat = {503, "5.5.1",
+                                                  "RCPT not allowed after BDAT content"};
     const struct smtp_status *st = NULL;
     struct smtp_path path;
     struct smtp_rcpt_params rp;
     const char *end = NULL;
+    path.addr[0] = '\0'; /* logged even when parsing did not get that far */
 
     if (!s->tx.active)
         st = &need_mail;
     else if (s->tx.has_qid)
-        st = &need_mail; /* BDAT content already started */
+        st = &after_bdat;
     else if (!strip_prefix(&arg, &len, "TO:"))
         st = &syntax;
     if (!st)
@@ -513,8 +516,8 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
         st = policy_rcpt(s->cfg, s->env->deps->aliases, &path, s->trusted, leaves, &nleaves);
     if (st) {
         log_info("sid=%s event=reject client=%s cmd=RCPT from=<%s> to=<%s> reply=\"%d %s %s\"",
-                 s->id, s->client, s->tx.sender ? s->tx.sender : "",
-                 st == &need_mail || st == &syntax ? "" : path.addr, st->code, st->enh, st->text);
+                 s->id, s->client, s->tx.sender ? s->tx.sender : "", path.addr, st->code, st->enh,
+                 st->text);
         reply_status(s, st);
         return;
     }
