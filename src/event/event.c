@@ -279,7 +279,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops, void *arg,
                             size_t max_input)
 {
-    evutil_make_socket_nonblocking(fd);
+    /* Accepted sockets are already non-blocking (accept4 with SOCK_NONBLOCK). */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct ev_conn *c = xcalloc(1, sizeof *c);
