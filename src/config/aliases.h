@@ -42,7 +42,7 @@ size_t aliases_count(const struct aliases *a);
  * domain, malloc'd strings the caller frees), at most max_out. Returns 0 when the
  * address is unknown, -1 on a loop or a depth past 10.
  */
-int aliases_resolve(const struct aliases *a, const struct config *cfg, const char *addr,
-                    char **out, size_t max_out);
+int aliases_resolve(const struct aliases *a, const struct config *cfg, const char *addr, char **out,
+                    size_t max_out);
 
 #endif

@@ -43,7 +43,7 @@ struct config_listen {
 
 struct config {
     /* identity */
-    char *hostname;            /* hostname: our name in greeting, Received; default gethostname() */
+    char *hostname; /* hostname: our name in greeting, Received; default gethostname() */
     /* listeners: from mx_listen, submission_listen, submissions_listen (host:port lists,
        IPv6 as [addr]:port) */
     size_t nlisten;
@@ -59,17 +59,17 @@ struct config {
     struct config_cidr *trusted; /* trusted_networks: relay allowed from these */
     int bare_newline;            /* enum smtp_newline: reject (default) or normalize */
     /* limits (DESIGN contract 4) */
-    uint64_t message_size_limit; /* SIZE, octets; default 50 MiB */
-    size_t max_recipients;       /* per message; default 1000 (>= 100) */
-    size_t max_command_line;     /* octets incl. CRLF; default 512 (>= 512) */
-    size_t max_text_line;        /* octets incl. CRLF; default 1000 */
-    size_t max_header_count;     /* header fields per message; default 1000 */
-    size_t max_errors;           /* errors before 421 4.7.0; default 20 */
-    size_t max_junk_commands;    /* NOOP/VRFY/HELP/RSET... without a message; default 100 */
-    size_t max_connections;      /* total; default 1000 */
+    uint64_t message_size_limit;       /* SIZE, octets; default 50 MiB */
+    size_t max_recipients;             /* per message; default 1000 (>= 100) */
+    size_t max_command_line;           /* octets incl. CRLF; default 512 (>= 512) */
+    size_t max_text_line;              /* octets incl. CRLF; default 1000 */
+    size_t max_header_count;           /* header fields per message; default 1000 */
+    size_t max_errors;                 /* errors before 421 4.7.0; default 20 */
+    size_t max_junk_commands;          /* NOOP/VRFY/HELP/RSET... without a message; default 100 */
+    size_t max_connections;            /* total; default 1000 */
     size_t max_connections_per_client; /* per client address; default 50 */
-    uint32_t idle_timeout;       /* seconds without a command/data; default 300 */
-    uint32_t session_timeout;    /* seconds per session in total; default 3600 */
+    uint32_t idle_timeout;             /* seconds without a command/data; default 300 */
+    uint32_t session_timeout;          /* seconds per session in total; default 3600 */
     /* spool and delivery */
     uint64_t spool_segment_size; /* default 64 MiB */
     size_t delivery_workers;     /* worker threads for Maildir writes; default 4 */

@@ -418,7 +418,7 @@ struct ev_workers {
     struct job **done_tail;
     size_t pending; /* submitted and not done (loop thread only) */
     bool stop;
-    int nice;                    /* scheduling priority of the threads (Linux per-thread nice) */
+    int nice; /* scheduling priority of the threads (Linux per-thread nice) */
     size_t nthreads;
     pthread_t *threads;
     struct ev_async *async;

@@ -123,10 +123,10 @@ struct smtp_ext {
 
 struct smtp_mail_params {
     bool has_size;
-    uint64_t size;        /* SIZE=, overflow-checked */
-    enum smtp_body body;  /* BODY= */
-    bool smtputf8;        /* SMTPUTF8 */
-    enum smtp_ret ret;    /* RET= */
+    uint64_t size;       /* SIZE=, overflow-checked */
+    enum smtp_body body; /* BODY= */
+    bool smtputf8;       /* SMTPUTF8 */
+    enum smtp_ret ret;   /* RET= */
     bool has_envid;
     char envid[SMTP_ENVID_MAX + 1]; /* ENVID= as sent (still xtext-encoded, validated) */
 };
@@ -170,11 +170,11 @@ long smtp_xtext_decode(const char *s, size_t len, char *out, size_t outlen);
 enum smtp_newline { SMTP_NEWLINE_REJECT = 0, SMTP_NEWLINE_NORMALIZE };
 
 /* Problems seen in the content; the message is refused at its end if any is set. */
-#define SMTP_DATA_BARE_LF 0x01u    /* a LF not preceded by CR (reject mode) */
-#define SMTP_DATA_BARE_CR 0x02u    /* a CR not followed by LF (reject mode) */
-#define SMTP_DATA_LONG_LINE 0x04u  /* a line longer than max_line (incl. CRLF) */
+#define SMTP_DATA_BARE_LF 0x01u       /* a LF not preceded by CR (reject mode) */
+#define SMTP_DATA_BARE_CR 0x02u       /* a CR not followed by LF (reject mode) */
+#define SMTP_DATA_LONG_LINE 0x04u     /* a line longer than max_line (incl. CRLF) */
 #define SMTP_DATA_TOO_MANY_HDRS 0x08u /* more header fields than max_headers */
-#define SMTP_DATA_NUL 0x10u        /* a NUL octet */
+#define SMTP_DATA_NUL 0x10u           /* a NUL octet */
 
 struct smtp_data_dec {
     /* configuration, set by smtp_data_init */
@@ -183,13 +183,13 @@ struct smtp_data_dec {
     size_t max_line;           /* longest allowed line including CRLF (e.g. 1000) */
     size_t max_headers;        /* most header fields allowed */
     /* state */
-    int state;        /* decoder state (private) */
-    size_t line_len;  /* octets in the current line so far */
-    bool in_headers;  /* still in the header section */
-    size_t headers;   /* header fields seen */
-    uint64_t octets;  /* octets produced so far (after unstuffing/normalizing) */
-    unsigned flags;   /* SMTP_DATA_* problems seen */
-    bool ended;       /* CRLF.CRLF seen (DATA only) */
+    int state;       /* decoder state (private) */
+    size_t line_len; /* octets in the current line so far */
+    bool in_headers; /* still in the header section */
+    size_t headers;  /* header fields seen */
+    uint64_t octets; /* octets produced so far (after unstuffing/normalizing) */
+    unsigned flags;  /* SMTP_DATA_* problems seen */
+    bool ended;      /* CRLF.CRLF seen (DATA only) */
 };
 
 void smtp_data_init(struct smtp_data_dec *d, bool bdat, enum smtp_newline nl, size_t max_line,
@@ -233,8 +233,7 @@ size_t smtp_reply_format(char *out, size_t outlen, int code, const char *enh, co
 
 /* Parse one reply line from a server: "250-text" or "250 text"; for the client
    side later. Returns false on malformed lines. */
-bool smtp_reply_line_parse(const char *line, size_t len, int *code, bool *last,
-                           const char **text);
+bool smtp_reply_line_parse(const char *line, size_t len, int *code, bool *last, const char **text);
 
 /* ---------------------------------------------------------------------
  * Additions

@@ -38,35 +38,35 @@ enum spool_rcpt_state {
 };
 
 struct spool_rcpt {
-    char *addr;            /* envelope recipient after alias expansion ("user@domain") */
-    char *orcpt;           /* RCPT ORCPT= as sent ("rfc822;..." xtext), or NULL */
-    char *dsn_orig;        /* the address the client gave, when alias expansion changed it, or NULL */
-    unsigned notify;       /* SMTP_NOTIFY_* bits */
-    uint8_t state;         /* enum spool_rcpt_state */
-    uint32_t attempts;     /* delivery attempts so far */
-    int64_t next_attempt;  /* unix seconds; 0 = as soon as possible */
-    char *status;          /* last outcome: "dsn=4.4.1 reply text" or NULL */
+    char *addr;        /* envelope recipient after alias expansion ("user@domain") */
+    char *orcpt;       /* RCPT ORCPT= as sent ("rfc822;..." xtext), or NULL */
+    char *dsn_orig;    /* the address the client gave, when alias expansion changed it, or NULL */
+    unsigned notify;   /* SMTP_NOTIFY_* bits */
+    uint8_t state;     /* enum spool_rcpt_state */
+    uint32_t attempts; /* delivery attempts so far */
+    int64_t next_attempt; /* unix seconds; 0 = as soon as possible */
+    char *status;         /* last outcome: "dsn=4.4.1 reply text" or NULL */
 };
 
 struct spool_envelope {
-    char *sender;       /* envelope sender, "" for the null sender */
-    char *envid;        /* ENVID= or NULL */
-    uint8_t ret;        /* enum smtp_ret */
-    uint8_t body;       /* enum smtp_body */
-    bool smtputf8;      /* SMTPUTF8 was given */
-    char *helo;         /* client's HELO/EHLO name */
-    char *client_addr;  /* client IP address as text */
-    char *listener;     /* "mx", "submission" or "submissions" */
-    char *auth_user;    /* authenticated user or NULL */
-    int64_t arrival;    /* unix seconds */
-    uint64_t size;      /* octets of message data (what the CHUNK records hold) */
+    char *sender;      /* envelope sender, "" for the null sender */
+    char *envid;       /* ENVID= or NULL */
+    uint8_t ret;       /* enum smtp_ret */
+    uint8_t body;      /* enum smtp_body */
+    bool smtputf8;     /* SMTPUTF8 was given */
+    char *helo;        /* client's HELO/EHLO name */
+    char *client_addr; /* client IP address as text */
+    char *listener;    /* "mx", "submission" or "submissions" */
+    char *auth_user;   /* authenticated user or NULL */
+    int64_t arrival;   /* unix seconds */
+    uint64_t size;     /* octets of message data (what the CHUNK records hold) */
     size_t nrcpt;
     struct spool_rcpt *rcpt; /* nrcpt entries */
 };
 
 struct spool_config {
-    const char *dir;        /* spool directory (created if missing, mode 0700) */
-    uint64_t segment_size;  /* bytes preallocated per segment, e.g. 64 MiB */
+    const char *dir;       /* spool directory (created if missing, mode 0700) */
+    uint64_t segment_size; /* bytes preallocated per segment, e.g. 64 MiB */
     /* Called from the flusher thread when completions are ready; the loop
        owner must then call spool_run_completions() on the loop thread. */
     void (*wake)(void *arg);
@@ -123,9 +123,8 @@ int spool_set_rcpt(struct spool *sp, spool_id id, size_t idx, enum spool_rcpt_st
 int spool_remove(struct spool *sp, spool_id id);
 
 /* Call fn for every live message, in queue id order. */
-void spool_foreach(struct spool *sp, void (*fn)(void *arg, spool_id id,
-                                                const struct spool_envelope *env),
-                   void *arg);
+void spool_foreach(struct spool *sp,
+                   void (*fn)(void *arg, spool_id id, const struct spool_envelope *env), void *arg);
 
 /* Run the callbacks of commits now durable, free dead segments, and copy live
    messages forward out of mostly-dead segments. Loop thread. */
@@ -147,8 +146,8 @@ struct spool_stats {
     size_t live_messages;
     size_t segments;
     uint64_t bytes_on_disk;
-    uint64_t flushes;          /* fdatasync calls */
-    uint64_t commits_flushed;  /* commits made durable */
+    uint64_t flushes;         /* fdatasync calls */
+    uint64_t commits_flushed; /* commits made durable */
 };
 void spool_get_stats(struct spool *sp, struct spool_stats *st);
 
