@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/tern/tern.conf"
 #define SHUTDOWN_DEADLINE_MS 10000
@@ -163,7 +164,12 @@ static int cmd_serve(int argc, char **argv)
     d.spool = spool_open(&scfg, err, sizeof err);
     if (!d.spool)
         fatal("event=fatal reason=\"cannot open the spool\" error=\"%s\"", err);
-    d.workers = ev_workers_new(d.loop, d.cfg->delivery_workers, DELIVERY_NICE);
+    size_t nworkers = d.cfg->delivery_workers;
+    if (nworkers == 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        nworkers = (ncpu > 0 ? (size_t)ncpu : 1) + 1;
+    }
+    d.workers = ev_workers_new(d.loop, nworkers, DELIVERY_NICE);
     d.sched = sched_new(d.loop, d.workers, d.spool, d.cfg);
     spool_foreach(d.spool, queue_message, &d);
 

@@ -420,7 +420,7 @@ static const struct key_def keys[] = {
     {"idle_timeout", KT_TIME, F(idle_timeout), 300, 1, 3600, NULL, 0},
     {"session_timeout", KT_TIME, F(session_timeout), 3600, 1, 86400, NULL, 0},
     {"spool_segment_size", KT_SIZE64, F(spool_segment_size), 64 * MIB, 64 * KIB, 16 * GIB, NULL, 0},
-    {"delivery_workers", KT_COUNT, F(delivery_workers), 4, 1, 256, NULL, 0},
+    {"delivery_workers", KT_COUNT, F(delivery_workers), 0, 0, 256, NULL, 0},
     {"delivery_concurrency", KT_COUNT, F(delivery_concurrency), 64, 1, 10000, NULL, 0},
     {"log_level", KT_LOGLEVEL, F(log_level), LOG_LEVEL_INFO, 0, 0, NULL, 0},
 };

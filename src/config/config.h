@@ -72,7 +72,7 @@ struct config {
     uint32_t session_timeout;          /* seconds per session in total; default 3600 */
     /* spool and delivery */
     uint64_t spool_segment_size; /* default 64 MiB */
-    size_t delivery_workers;     /* worker threads for Maildir writes; default 4 */
+    size_t delivery_workers;     /* worker threads for Maildir writes; 0 (default) = CPUs + 1 */
     size_t delivery_concurrency; /* deliveries in flight at once; default 64 */
     /* logs */
     int log_level; /* enum log_level; log_level = error|warn|info|debug; default info */

@@ -503,6 +503,11 @@ void ev_workers_submit(struct ev_workers *w, void (*work)(void *arg), void (*don
     pthread_mutex_unlock(&w->mu);
 }
 
+size_t ev_workers_threads(const struct ev_workers *w)
+{
+    return w->nthreads;
+}
+
 size_t ev_workers_pending(struct ev_workers *w)
 {
     return w->pending;

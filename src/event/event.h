@@ -90,6 +90,8 @@ struct ev_workers *ev_workers_new(struct ev_loop *loop, size_t nthreads, int nic
 /* Run work(arg) in a worker thread, then done(arg) on the loop thread. */
 void ev_workers_submit(struct ev_workers *w, void (*work)(void *arg), void (*done)(void *arg),
                        void *arg);
+/* Number of worker threads. */
+size_t ev_workers_threads(const struct ev_workers *w);
 /* Jobs submitted and not yet done. */
 size_t ev_workers_pending(struct ev_workers *w);
 /* Wait for queued jobs, join the threads (their done callbacks still run). */

@@ -205,7 +205,7 @@ static void deliver_done(void *arg)
 static void sched_dispatch(struct sched *s)
 {
     /* Spread what is ready over the workers, at most BATCH_MAX a batch. */
-    size_t nworkers = s->cfg->delivery_workers ? s->cfg->delivery_workers : 1;
+    size_t nworkers = ev_workers_threads(s->workers);
     while (!s->stopped && s->ready && s->in_flight < s->cfg->delivery_concurrency) {
         size_t want = (s->nready + nworkers - 1) / nworkers;
         if (want > BATCH_MAX)

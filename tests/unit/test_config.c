@@ -111,7 +111,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->idle_timeout, 300);
     assert_int_equal(c->session_timeout, 3600);
     assert_true(c->spool_segment_size == 64 * MIB);
-    assert_int_equal(c->delivery_workers, 4);
+    assert_int_equal(c->delivery_workers, 0);
     assert_int_equal(c->delivery_concurrency, 64);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
     config_free(c);
@@ -167,6 +167,7 @@ static const struct num_case {
     N("spool_segment_size = 64K", spool_segment_size, W64, 64 * KIB),
     N("spool_segment_size = 16G", spool_segment_size, W64, 16 * GIB),
     N("spool_segment_size = 1M", spool_segment_size, W64, MIB),
+    N("delivery_workers = 0", delivery_workers, WSIZE, 0),
     N("delivery_workers = 1", delivery_workers, WSIZE, 1),
     N("delivery_workers = 256", delivery_workers, WSIZE, 256),
     N("delivery_concurrency = 10000", delivery_concurrency, WSIZE, 10000),
