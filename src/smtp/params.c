@@ -209,6 +209,28 @@ static bool offered(enum kw kw, const struct smtp_ext *ext)
     return false;
 }
 
+/*
+ * The next parameter of a MAIL (rcpt false) or RCPT (rcpt true) list: its item
+ * and keyword. Returns NULL with it->kwlen == 0 at the end of the list; refuses
+ * a keyword that is unknown or of an extension not offered (555), or repeated
+ * (501). `seen` carries the keywords met so far.
+ */
+static const struct smtp_status *next_param(const char *s, size_t len, size_t *pos, bool rcpt,
+                                            const struct smtp_ext *ext, unsigned *seen,
+                                            struct item *it, enum kw *kw)
+{
+    const struct smtp_status *st = next_item(s, len, pos, it);
+    if (st != NULL || it->kwlen == 0)
+        return st;
+    *kw = lookup(it, rcpt);
+    if (*kw == KW_UNKNOWN || !offered(*kw, ext))
+        return &st_unsupported;
+    if (*seen & (1u << *kw))
+        return &st_duplicate;
+    *seen |= 1u << *kw;
+    return NULL;
+}
+
 static const struct smtp_status *mail_params(const char *s, size_t len, const struct smtp_ext *ext,
                                              struct smtp_mail_params *out)
 {
@@ -217,17 +239,10 @@ static const struct smtp_status *mail_params(const char *s, size_t len, const st
     memset(out, 0, sizeof *out);
     for (;;) {
         struct item it;
-        const struct smtp_status *st = next_item(s, len, &pos, &it);
-        if (st != NULL)
+        enum kw kw;
+        const struct smtp_status *st = next_param(s, len, &pos, false, ext, &seen, &it, &kw);
+        if (st != NULL || it.kwlen == 0)
             return st;
-        if (it.kwlen == 0)
-            return NULL;
-        enum kw kw = lookup(&it, false);
-        if (kw == KW_UNKNOWN || !offered(kw, ext))
-            return &st_unsupported;
-        if (seen & (1u << kw))
-            return &st_duplicate;
-        seen |= 1u << kw;
         switch (kw) {
         case KW_SIZE:
             if (it.val == NULL || it.vallen == 0 || it.vallen > 64)
@@ -337,17 +352,10 @@ static const struct smtp_status *rcpt_params(const char *s, size_t len, const st
     memset(out, 0, sizeof *out);
     for (;;) {
         struct item it;
-        const struct smtp_status *st = next_item(s, len, &pos, &it);
-        if (st != NULL)
+        enum kw kw;
+        const struct smtp_status *st = next_param(s, len, &pos, true, ext, &seen, &it, &kw);
+        if (st != NULL || it.kwlen == 0)
             return st;
-        if (it.kwlen == 0)
-            return NULL;
-        enum kw kw = lookup(&it, true);
-        if (kw == KW_UNKNOWN || !offered(kw, ext))
-            return &st_unsupported;
-        if (seen & (1u << kw))
-            return &st_duplicate;
-        seen |= 1u << kw;
         switch (kw) {
         case KW_NOTIFY:
             if (it.val == NULL || !parse_notify(it.val, it.vallen, &out->notify))
