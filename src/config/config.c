@@ -374,6 +374,9 @@ enum key_type {
     KT_TRUSTED,   /* CIDR list */
     KT_NEWLINE,   /* reject | normalize */
     KT_LOGLEVEL,  /* error | warn | info | debug */
+    KT_TLSVER,    /* TLSv1.2 | TLSv1.3 */
+    KT_BOOL,      /* yes | no */
+    KT_STRING,    /* one word; empty: the default (sdef, may be NULL) */
     KT_SIZE64,    /* uint64_t octets, K/M/G suffixes */
     KT_SIZE,      /* size_t octets, K/M/G suffixes */
     KT_COUNT,     /* size_t, plain digits */
@@ -423,6 +426,22 @@ static const struct key_def keys[] = {
     {"delivery_workers", KT_COUNT, F(delivery_workers), 0, 0, 256, NULL, 0},
     {"delivery_concurrency", KT_COUNT, F(delivery_concurrency), 64, 1, 10000, NULL, 0},
     {"log_level", KT_LOGLEVEL, F(log_level), LOG_LEVEL_INFO, 0, 0, NULL, 0},
+    {"tls_cert_file", KT_PATH_OPT, F(tls_cert_file), 0, 0, 0, NULL, 0},
+    {"tls_key_file", KT_PATH_OPT, F(tls_key_file), 0, 0, 0, NULL, 0},
+    {"tls_selfsigned", KT_BOOL, F(tls_selfsigned), 0, 0, 0, NULL, 0},
+    {"tls_min_version", KT_TLSVER, F(tls_min_version), CONFIG_TLS_1_2, 0, 0, NULL, 0},
+    {"tls_ciphers", KT_STRING, F(tls_ciphers), 0, 0, 0, "HIGH:!aNULL:!MD5:!RC4:!3DES", 0},
+    {"tls_ciphersuites", KT_STRING, F(tls_ciphersuites), 0, 0, 0, NULL, 0},
+    {"users_file", KT_PATH_OPT, F(users_file), 0, 0, 0, NULL, 0},
+    {"sender_login_maps", KT_PATH_OPT, F(sender_login_maps), 0, 0, 0, NULL, 0},
+    {"auth_plaintext_loopback", KT_BOOL, F(auth_plaintext_loopback), 0, 0, 0, NULL, 0},
+    {"auth_workers", KT_COUNT, F(auth_workers), 2, 1, 64, NULL, 0},
+    {"auth_delay_after", KT_COUNT, F(auth_delay_after), 2, 0, 1000, NULL, 0},
+    {"auth_max_failures", KT_COUNT, F(auth_max_failures), 5, 1, 1000, NULL, 0},
+    {"auth_client_max_failures", KT_COUNT, F(auth_client_max_failures), 20, 1, 100000, NULL, 0},
+    {"auth_failure_window", KT_TIME, F(auth_failure_window), 3600, 1, 86400, NULL, 0},
+    {"user_message_rate", KT_COUNT, F(user_message_rate), 1000, 0, 10000000, NULL, 0},
+    {"user_recipient_rate", KT_COUNT, F(user_recipient_rate), 5000, 0, 10000000, NULL, 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -437,6 +456,31 @@ static const struct key_def *key_find(const char *s, size_t n)
 
 static const char *const newline_names[] = {"reject", "normalize"};
 static const char *const loglevel_names[] = {"error", "warn", "info", "debug"};
+static const char *const tlsver_names[] = {"TLSv1.2", "TLSv1.3"};
+static const char *const bool_names[] = {"no", "yes"};
+
+/* The names of an enumerated key's values, their count, and how an error lists them. */
+static const char *const *enum_names(enum key_type t, size_t *n, const char **list)
+{
+    switch (t) {
+    case KT_NEWLINE:
+        *n = 2;
+        *list = "reject, normalize";
+        return newline_names;
+    case KT_TLSVER:
+        *n = 2;
+        *list = "TLSv1.2, TLSv1.3";
+        return tlsver_names;
+    case KT_BOOL:
+        *n = 2;
+        *list = "yes, no";
+        return bool_names;
+    default:
+        *n = 4;
+        *list = "error, warn, info, debug";
+        return loglevel_names;
+    }
+}
 
 /* ---------------------------------------------------------------------
  * The parser
@@ -598,7 +642,11 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
         break;
     case KT_NEWLINE:
     case KT_LOGLEVEL:
+    case KT_TLSVER:
         *(int *)(void *)f = (int)v;
+        break;
+    case KT_BOOL:
+        *(bool *)(void *)f = v != 0;
         break;
     default:
         break;
@@ -652,8 +700,9 @@ static void do_number(struct parser *p, const struct key_def *k, const char *s, 
 static void do_enum(struct parser *p, const struct key_def *k, const char *s, size_t n,
                     unsigned line)
 {
-    const char *const *names = k->type == KT_NEWLINE ? newline_names : loglevel_names;
-    size_t nnames = k->type == KT_NEWLINE ? 2 : 4;
+    size_t nnames;
+    const char *list;
+    const char *const *names = enum_names(k->type, &nnames, &list);
     if (n == 0) {
         set_number(p->cfg, k, k->def);
         return;
@@ -664,8 +713,7 @@ static void do_enum(struct parser *p, const struct key_def *k, const char *s, si
             return;
         }
     }
-    cfg_error(&p->dc, line, "%s: \"%.*s%s\" is not one of %s", k->name, CFG_EX(s, n),
-              k->type == KT_NEWLINE ? "reject, normalize" : "error, warn, info, debug");
+    cfg_error(&p->dc, line, "%s: \"%.*s%s\" is not one of %s", k->name, CFG_EX(s, n), list);
 }
 
 /* Parse a numeric address into family/addr; s need not be NUL-terminated. */
@@ -955,8 +1003,13 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_PATH_OPT:
         set_string(p->cfg, k, vlen ? xstrndup(v, vlen) : NULL);
         break;
+    case KT_STRING:
+        set_string(p->cfg, k, vlen ? xstrndup(v, vlen) : k->sdef ? xstrdup(k->sdef) : NULL);
+        break;
     case KT_NEWLINE:
     case KT_LOGLEVEL:
+    case KT_TLSVER:
+    case KT_BOOL:
         do_enum(p, k, v, vlen, line);
         break;
     default:
@@ -973,8 +1026,13 @@ static void set_defaults(struct config *cfg)
         case KT_PATH:
             set_string(cfg, k, xstrdup(k->sdef));
             break;
+        case KT_STRING:
+            set_string(cfg, k, k->sdef ? xstrdup(k->sdef) : NULL);
+            break;
         case KT_NEWLINE:
         case KT_LOGLEVEL:
+        case KT_TLSVER:
+        case KT_BOOL:
         case KT_SIZE64:
         case KT_SIZE:
         case KT_COUNT:
@@ -1035,6 +1093,9 @@ static void check_all(struct parser *p)
         cfg_error(&p->dc, 0,
                   "no listener: set at least one of mx_listen, submission_listen, "
                   "submissions_listen");
+
+    if (!cfg->tls_cert_file != !cfg->tls_key_file)
+        cfg_error(&p->dc, 0, "tls_cert_file and tls_key_file must be given together");
 
     /* Every mailbox in a local domain. */
     size_t nd = cfg->local_domains.n;
@@ -1168,6 +1229,12 @@ void config_free(struct config *cfg)
     free(cfg->maildir_root);
     free(cfg->spool_dir);
     free(cfg->trusted);
+    free(cfg->tls_cert_file);
+    free(cfg->tls_key_file);
+    free(cfg->tls_ciphers);
+    free(cfg->tls_ciphersuites);
+    free(cfg->users_file);
+    free(cfg->sender_login_maps);
     free(cfg);
 }
 

@@ -33,6 +33,9 @@ struct config_cidr {
     unsigned prefix;        /* prefix length */
 };
 
+/* tls_min_version */
+enum config_tls_version { CONFIG_TLS_1_2 = 0, CONFIG_TLS_1_3 };
+
 enum config_role { ROLE_MX = 0, ROLE_SUBMISSION, ROLE_SUBMISSIONS };
 
 struct config_listen {
@@ -76,6 +79,24 @@ struct config {
     size_t delivery_concurrency; /* deliveries in flight at once; default 64 */
     /* logs */
     int log_level; /* enum log_level; log_level = error|warn|info|debug; default info */
+    /* TLS (STARTTLS on mx and submission, implicit on submissions) */
+    char *tls_cert_file;    /* PEM certificate chain, leaf first; NULL: no TLS */
+    char *tls_key_file;     /* PEM private key; NULL: no TLS */
+    bool tls_selfsigned;    /* generate a self-signed pair at start if the files are missing */
+    int tls_min_version;    /* enum config_tls_version; default TLSv1.2 */
+    char *tls_ciphers;      /* OpenSSL cipher list for TLS 1.2 */
+    char *tls_ciphersuites; /* OpenSSL TLS 1.3 suites; NULL: OpenSSL's default */
+    /* SMTP AUTH and submission */
+    char *users_file;                /* user store; NULL: nobody can authenticate */
+    char *sender_login_maps;         /* which logins may use which sender addresses; NULL: own */
+    bool auth_plaintext_loopback;    /* allow AUTH without TLS from loopback clients; default no */
+    size_t auth_workers;             /* password-check threads; default 2 */
+    size_t auth_delay_after;         /* failures on a connection before replies slow down; 2 */
+    size_t auth_max_failures;        /* failures on a connection before 421 4.7.0; default 5 */
+    size_t auth_client_max_failures; /* failures per client address in the window; 20 */
+    uint32_t auth_failure_window;    /* seconds over which client failures count; 1h */
+    size_t user_message_rate;        /* messages per user per hour; 0 = no limit; 1000 */
+    size_t user_recipient_rate;      /* recipients per user per hour; 0 = no limit; 5000 */
 };
 
 /* One parse error or warning, with where it was found. */

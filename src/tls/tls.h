@@ -1,0 +1,42 @@
+/*
+ * tls - OpenSSL 3 server contexts for STARTTLS (RFC 3207) and implicit TLS
+ * (RFC 8314), and self-signed certificates for the embedded default.
+ *
+ * A tls_server is one SSL_CTX built from the configuration: certificate chain
+ * and key from PEM files (checked to match), minimum protocol version
+ * (tls_min_version, TLS 1.2 by default; older versions are never enabled),
+ * tls_ciphers for TLS 1.2 and tls_ciphersuites for TLS 1.3, server cipher
+ * preference, no compression, no renegotiation. Reload builds a new
+ * tls_server and frees the old one: connections already using the old
+ * context keep it alive through OpenSSL's own reference count, so nothing in
+ * flight is dropped. Only the event module and main see OpenSSL types.
+ */
+#ifndef TERN_TLS_TLS_H
+#define TERN_TLS_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config/config.h"
+
+struct ssl_st;
+struct tls_server;
+
+/* NULL with a clear message in err (file names, OpenSSL's reason) on failure. */
+struct tls_server *tls_server_new(const struct config *cfg, char *err, size_t errlen);
+void tls_server_free(struct tls_server *t);
+/* A new server-side SSL object for one connection (the caller owns it). */
+struct ssl_st *tls_server_ssl_new(struct tls_server *t);
+/* Subject CN and notAfter of the loaded leaf certificate, for the start-up log. */
+void tls_server_describe(const struct tls_server *t, char *out, size_t outlen);
+
+/*
+ * Create a self-signed certificate for hostname (CN and subjectAltName DNS,
+ * RSA 2048, SHA-256, valid 825 days) and its key, written atomically to
+ * cert_file (0644) and key_file (0600), creating missing directories.
+ * Returns 0, or -1 with err filled.
+ */
+int tls_selfsigned_create(const char *hostname, const char *cert_file, const char *key_file,
+                          char *err, size_t errlen);
+
+#endif
