@@ -10,4 +10,10 @@
    names. Exit status 0 when both are valid, 1 on any error, 2 on bad usage. */
 int cli_check(int argc, char **argv);
 
+/* `tern cert selfsigned [-c FILE] [--force]`: write a self-signed certificate
+   and key for `hostname` to tls_cert_file and tls_key_file. Exit status 0
+   written, 1 on any error (files exist without --force, bad configuration),
+   2 on bad usage. */
+int cli_cert(int argc, char **argv);
+
 #endif

@@ -27,8 +27,19 @@ struct tls_server *tls_server_new(const struct config *cfg, char *err, size_t er
 void tls_server_free(struct tls_server *t);
 /* A new server-side SSL object for one connection (the caller owns it). */
 struct ssl_st *tls_server_ssl_new(struct tls_server *t);
-/* Subject CN and notAfter of the loaded leaf certificate, for the start-up log. */
+/* Subject CN, DNS subjectAltNames (count and first) and notAfter of the loaded
+   leaf certificate as key=value text for the start-up log:
+   "cn=mx.example.org sans=2 san=mx.example.org not_after=2029-02-25T12:00:00Z". */
 void tls_server_describe(const struct tls_server *t, char *out, size_t outlen);
+
+/* What an operator checks about a certificate file (`tern cert`). */
+struct tls_cert_info {
+    char subject_cn[256]; /* subject commonName; "" if none */
+    char not_after[32];   /* "2029-02-25T12:00:00Z" (UTC) */
+    char sha256[96];      /* SHA-256 of the DER certificate, "AB:CD:...", 95 characters */
+};
+/* Read the first certificate of a PEM file. Returns 0, or -1 with err filled. */
+int tls_cert_info_read(const char *cert_file, struct tls_cert_info *info, char *err, size_t errlen);
 
 /*
  * Create a self-signed certificate for hostname (CN and subjectAltName DNS,
