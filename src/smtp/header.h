@@ -26,20 +26,25 @@
 
 /* Scanner state; zero it with smtp_hdr_init. */
 struct smtp_hdr_scan {
-    int state;               /* private: where in a line the scanner is */
-    bool done;               /* the header section has ended */
-    bool has_date;           /* a Date: field was seen */
-    bool has_message_id;     /* a Message-ID: field was seen */
-    size_t from_fields;      /* number of From: fields seen */
+    int state;                        /* private: where in a line the scanner is */
+    bool done;                        /* the header section has ended */
+    bool has_date;                    /* a Date: field was seen */
+    bool has_message_id;              /* a Message-ID: field was seen */
+    size_t from_fields;               /* number of From: fields seen */
     char from[SMTP_HDR_FROM_MAX + 1]; /* value of the first From: field, unfolded
                                          (CRLF before folding white space removed),
                                          NUL-terminated */
-    size_t from_len;         /* octets in from */
-    bool from_truncated;     /* the value was longer than SMTP_HDR_FROM_MAX */
-    char name[80];           /* private: the field name being read */
-    size_t name_len;         /* private */
-    int field;               /* private: which field the current line belongs to */
-    uint64_t offset;         /* octets fed so far */
+    size_t from_len;                  /* octets in from */
+    bool from_truncated;              /* the value was longer than SMTP_HDR_FROM_MAX */
+    char name[80];                    /* private: the field name being read */
+    size_t name_len;                  /* private */
+    int field;                        /* private: which field the current line belongs to */
+    uint64_t line;                    /* private: offset of the first octet of the current line */
+    uint64_t offset;                  /* octets fed so far */
+    uint64_t end;                     /* once done: offset from the start of the content of the
+                                         line that ends the header section (where fields can be
+                                         inserted); meaningful even when that line began in an
+                                         earlier chunk */
 };
 
 void smtp_hdr_init(struct smtp_hdr_scan *h);
@@ -51,8 +56,14 @@ void smtp_hdr_init(struct smtp_hdr_scan *h);
  * starts within p (so new fields can be inserted before it), else -1. A line
  * that is not a field (no colon, or a name with characters outside %d33-126)
  * also ends the header section, at the start of that line, as a body that
- * lacks the empty separator line. After the end, feeding does nothing and
- * returns -1.
+ * lacks the empty separator line. White space between a name and its colon
+ * (obsolete syntax, RFC 5322 §4.5.3) is accepted: "From : x" is a field.
+ * A line that is not a field is recognised only when its first octet that is
+ * not a name octet arrives, perhaps in a later chunk than the line's start:
+ * then this returns -1 although done becomes true, and h->end tells where
+ * the line began (a caller that writes content out as it feeds it holds back
+ * the incomplete last line, or compares h->end with the offset of p).
+ * After the end, feeding only counts octets and returns -1.
  */
 long smtp_hdr_feed(struct smtp_hdr_scan *h, const uint8_t *p, size_t n);
 
