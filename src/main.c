@@ -58,6 +58,7 @@ static void usage(FILE *f)
 {
     fputs("usage: tern serve [-c FILE]   run the mail server in the foreground\n"
           "       tern check [-c FILE]   validate the configuration\n"
+          "       tern user add|passwd|del|list ...   edit or list the user store\n"
           "       tern version\n",
           f);
 }
@@ -209,6 +210,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0)
         return cli_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "user") == 0)
+        return cli_user(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

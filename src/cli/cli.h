@@ -10,4 +10,9 @@
    names. Exit status 0 when both are valid, 1 on any error, 2 on bad usage. */
 int cli_check(int argc, char **argv);
 
+/* `tern user add|passwd|del|list [-c FILE] [-f USERS_FILE] [--password-stdin]
+   [--scram] [--cram] [LOGIN]`: edit or list the user store (see user.c).
+   Exit status 0 done, 1 error, 2 bad usage. */
+int cli_user(int argc, char **argv);
+
 #endif
