@@ -59,6 +59,7 @@ static void usage(FILE *f)
     fputs("usage: tern serve [-c FILE]   run the mail server in the foreground\n"
           "       tern check [-c FILE]   validate the configuration\n"
           "       tern cert selfsigned [-c FILE] [--force]   write a self-signed TLS pair\n"
+          "       tern user add|passwd|del|list ...   edit or list the user store\n"
           "       tern version\n",
           f);
 }
@@ -212,6 +213,8 @@ int main(int argc, char **argv)
         return cli_check(argc - 1, argv + 1);
     if (strcmp(cmd, "cert") == 0)
         return cli_cert(argc - 1, argv + 1);
+    if (strcmp(cmd, "user") == 0)
+        return cli_user(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

@@ -63,6 +63,8 @@ struct userdb *userdb_load(const char *file, struct config_diags *diags);
 void userdb_free(struct userdb *db);
 
 size_t userdb_count(const struct userdb *db);
+/* Entry i (0 <= i < userdb_count), in login order, or NULL (for listing). */
+const struct userdb_entry *userdb_entry_at(const struct userdb *db, size_t i);
 /* The entry for login (any case), or NULL. */
 const struct userdb_entry *userdb_find(const struct userdb *db, const char *login);
 /* Does at least one user hold what CRAM-MD5 / SCRAM-SHA-256 need? */
@@ -81,5 +83,12 @@ bool userdb_verify_password(const char *hash, const char *password, size_t passw
 
 /* A new yescrypt hash of password (for `tern user`); malloc'd, NULL on failure. */
 char *userdb_hash_password(const char *password);
+
+/* The SCRAM-SHA-256 verifier of password (RFC 5802 §3: PBKDF2-HMAC-SHA-256 with
+   salt, at least 4096 iterations); false on bad arguments. */
+bool userdb_scram_make(const char *password, size_t password_len, uint32_t iterations,
+                       const uint8_t *salt, size_t salt_len, struct userdb_scram *out);
+/* "ITER:SALT:STOREDKEY:SERVERKEY" as scram-sha-256= takes it; malloc'd. */
+char *userdb_scram_format(const struct userdb_scram *sc);
 
 #endif

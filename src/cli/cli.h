@@ -16,4 +16,9 @@ int cli_check(int argc, char **argv);
    2 on bad usage. */
 int cli_cert(int argc, char **argv);
 
+/* `tern user add|passwd|del|list [-c FILE] [-f USERS_FILE] [--password-stdin]
+   [--scram] [--cram] [LOGIN]`: edit or list the user store (see user.c).
+   Exit status 0 done, 1 error, 2 bad usage. */
+int cli_user(int argc, char **argv);
+
 #endif
