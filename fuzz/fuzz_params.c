@@ -15,8 +15,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    struct smtp_ext ext = {
-        .size = data[0] & 1, .eightbit = data[0] & 2, .smtputf8 = data[0] & 4, .dsn = data[0] & 8};
+    struct smtp_ext ext = {.size = data[0] & 1,
+                           .eightbit = data[0] & 2,
+                           .smtputf8 = data[0] & 4,
+                           .dsn = data[0] & 8,
+                           .auth = data[0] & 32};
     bool rcpt = data[0] & 16;
     size_t len = size - 1;
     char *s = malloc(len ? len : 1);

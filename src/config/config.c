@@ -1096,6 +1096,9 @@ static void check_all(struct parser *p)
 
     if (!cfg->tls_cert_file != !cfg->tls_key_file)
         cfg_error(&p->dc, 0, "tls_cert_file and tls_key_file must be given together");
+    else if (!cfg->tls_cert_file && p->listen[ROLE_SUBMISSIONS].n > 0)
+        cfg_error(&p->dc, 0,
+                  "submissions_listen needs tls_cert_file and tls_key_file (implicit TLS)");
 
     /* Every mailbox in a local domain. */
     size_t nd = cfg->local_domains.n;

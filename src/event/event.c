@@ -13,12 +13,15 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,10 +55,16 @@ struct ev_listener {
 };
 
 struct ev_conn {
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* a socket bufferevent, plain or OpenSSL */
+    struct event_base *base;
+    int fd; /* the socket; -1 once an OpenSSL bufferevent owns it */
     const struct ev_conn_ops *ops;
     void *arg;
-    bool closing; /* close_after_flush requested */
+    size_t max_input; /* read high-water mark */
+    uint32_t timeout; /* read timeout, seconds (0: none) */
+    SSL *pending_ssl; /* STARTTLS waiting for the plaintext output to drain */
+    bool tls;         /* bev is an OpenSSL bufferevent */
+    bool closing;     /* close_after_flush requested */
 };
 
 struct signal_ctx {
@@ -251,16 +260,22 @@ void ev_listener_free(struct ev_listener *l)
 
 /* ---- connections ---- */
 
+static void conn_switch_tls(struct ev_conn *c);
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct ev_conn *c = arg;
-    if (!c->closing)
+    if (!c->closing && !c->pending_ssl)
         c->ops->on_read(c->arg);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct ev_conn *c = arg;
+    if (c->pending_ssl && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        conn_switch_tls(c);
+        return;
+    }
     if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         c->ops->on_close(c->arg);
 }
@@ -268,6 +283,11 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct ev_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (c->ops->on_tls_ready && !c->closing)
+            c->ops->on_tls_ready(c->arg);
+        return;
+    }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
         c->ops->on_timeout(c->arg);
         return;
@@ -276,8 +296,45 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         c->ops->on_close(c->arg);
 }
 
-struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops, void *arg,
-                            size_t max_input)
+/* Callbacks, watermark, timeout and enabled events of a new bufferevent. */
+static void conn_setup_bev(struct ev_conn *c)
+{
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, c->max_input);
+    ev_conn_set_timeout(c, c->timeout);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* Replace the plain bufferevent by an OpenSSL one accepting a handshake on the
+   same socket. Plaintext still buffered is discarded (RFC 3207 §4.2: nothing
+   sent before the handshake may be acted on). */
+static void conn_make_tls(struct ev_conn *c, SSL *ssl)
+{
+    if (c->bev) {
+        size_t late = evbuffer_get_length(bufferevent_get_input(c->bev));
+        if (late)
+            log_info("event=starttls_discard octets=%zu", late);
+        bufferevent_free(c->bev); /* created without BEV_OPT_CLOSE_ON_FREE */
+    }
+    c->bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev)
+        panic("bufferevent_openssl_socket_new failed");
+    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    c->fd = -1; /* the OpenSSL bufferevent closes it */
+    c->tls = true;
+    conn_setup_bev(c);
+}
+
+static void conn_switch_tls(struct ev_conn *c)
+{
+    SSL *ssl = c->pending_ssl;
+    c->pending_ssl = NULL;
+    conn_make_tls(c, ssl);
+}
+
+static struct ev_conn *conn_alloc(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops,
+                                  void *arg, size_t max_input)
 {
     /* Accepted sockets are already non-blocking (accept4 with SOCK_NONBLOCK). */
     int one = 1;
@@ -285,25 +342,102 @@ struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_o
     struct ev_conn *c = xcalloc(1, sizeof *c);
     c->ops = ops;
     c->arg = arg;
-    c->bev = bufferevent_socket_new(loop->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->base = loop->base;
+    c->fd = fd;
+    c->max_input = max_input;
+    return c;
+}
+
+struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops, void *arg,
+                            size_t max_input)
+{
+    struct ev_conn *c = conn_alloc(loop, fd, ops, arg, max_input);
+    /* Not BEV_OPT_CLOSE_ON_FREE: STARTTLS replaces this bufferevent on the same socket. */
+    c->bev = bufferevent_socket_new(loop->base, fd, 0);
     if (!c->bev)
         panic("bufferevent_socket_new failed");
-    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, max_input);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    conn_setup_bev(c);
     return c;
+}
+
+struct ev_conn *ev_conn_new_tls(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops,
+                                void *arg, size_t max_input, struct ssl_st *ssl)
+{
+    struct ev_conn *c = conn_alloc(loop, fd, ops, arg, max_input);
+    conn_make_tls(c, ssl);
+    return c;
+}
+
+size_t ev_conn_start_tls(struct ev_conn *c, struct ssl_st *ssl)
+{
+    if (c->tls || c->pending_ssl)
+        panic("ev_conn_start_tls on a connection that is already TLS");
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t discarded = evbuffer_get_length(in);
+    evbuffer_drain(in, discarded);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        conn_make_tls(c, ssl);
+    } else {
+        /* The 220 is still queued: switch once it has been sent. */
+        c->pending_ssl = ssl;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+    return discarded;
+}
+
+bool ev_conn_is_tls(const struct ev_conn *c)
+{
+    return c->tls || c->pending_ssl;
+}
+
+bool ev_conn_tls_info(struct ev_conn *c, struct ev_tls_info *info)
+{
+    memset(info, 0, sizeof *info);
+    if (!c->tls)
+        return false;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (!ssl || !SSL_is_init_finished(ssl))
+        return false;
+    snprintf(info->version, sizeof info->version, "%s", SSL_get_version(ssl));
+    const SSL_CIPHER *ciph = SSL_get_current_cipher(ssl);
+    snprintf(info->cipher, sizeof info->cipher, "%s", ciph ? SSL_CIPHER_get_name(ciph) : "none");
+    info->bits = ciph ? SSL_CIPHER_get_bits(ciph, NULL) : 0;
+    return true;
+}
+
+void ev_conn_tls_error(struct ev_conn *c, char *out, size_t outlen)
+{
+    unsigned long e = c->tls ? bufferevent_get_openssl_error(c->bev) : 0;
+    if (e == 0) {
+        snprintf(out, outlen, "%s", "connection closed");
+        return;
+    }
+    ERR_error_string_n(e, out, outlen);
+    while (bufferevent_get_openssl_error(c->bev) != 0)
+        ;
 }
 
 void ev_conn_free(struct ev_conn *c)
 {
     if (!c)
         return;
+    if (c->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        /* Best effort close_notify; it never blocks (the socket is non-blocking). */
+        if (ssl && SSL_is_init_finished(ssl))
+            SSL_shutdown(ssl);
+    }
     bufferevent_free(c->bev);
+    if (c->pending_ssl)
+        SSL_free(c->pending_ssl);
+    if (c->fd >= 0)
+        close(c->fd);
     free(c);
 }
 
 void ev_conn_set_timeout(struct ev_conn *c, uint32_t seconds)
 {
+    c->timeout = seconds;
     struct timeval tv = {.tv_sec = seconds, .tv_usec = 0};
     bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, NULL);
 }
@@ -356,7 +490,7 @@ void ev_conn_write(struct ev_conn *c, const void *data, size_t len)
        this saves arming and disarming write interest for every reply. What does
        not fit (or an error) goes through the bufferevent, which reports errors. */
     const char *p = data;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (!c->tls && !c->pending_ssl && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         ssize_t n = send(bufferevent_getfd(c->bev), p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == (ssize_t)len)
             return;

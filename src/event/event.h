@@ -22,6 +22,7 @@ struct ev_conn;
 struct ev_timer;
 struct ev_async;
 struct ev_workers;
+struct ssl_st;
 
 /* ---- loop ---- */
 struct ev_loop *ev_loop_new(void);
@@ -54,17 +55,38 @@ void ev_listener_free(struct ev_listener *l);
 
 /* ---- buffered connections ---- */
 struct ev_conn_ops {
-    void (*on_read)(void *arg);    /* more input is buffered */
-    void (*on_close)(void *arg);   /* peer closed, error, or close_after_flush done:
-                                      the owner must free the conn (not from inside
-                                      another ev_conn call) */
-    void (*on_timeout)(void *arg); /* no input for the read timeout */
+    void (*on_read)(void *arg);      /* more input is buffered */
+    void (*on_close)(void *arg);     /* peer closed, error, or close_after_flush done:
+                                        the owner must free the conn (not from inside
+                                        another ev_conn call) */
+    void (*on_timeout)(void *arg);   /* no input for the read timeout */
+    void (*on_tls_ready)(void *arg); /* TLS handshake done (may be NULL) */
+};
+
+/* The protocol and cipher of an established TLS connection. */
+struct ev_tls_info {
+    char version[16]; /* "TLSv1.3" */
+    char cipher[64];  /* OpenSSL's name, "TLS_AES_256_GCM_SHA384" */
+    int bits;         /* secret bits of the cipher */
 };
 
 /* Wrap an accepted socket; input is limited to max_input buffered octets
    (reading pauses past it). */
 struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops, void *arg,
                             size_t max_input);
+/* The same over implicit TLS (RFC 8314): the server handshake runs first, and
+   output written before it completes is sent after it. The conn owns ssl. */
+struct ev_conn *ev_conn_new_tls(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops,
+                                void *arg, size_t max_input, struct ssl_st *ssl);
+/* STARTTLS (RFC 3207): discard every buffered input octet (returns how many),
+   send what is queued (the 220) in plaintext, then run a server handshake on
+   the socket; on_tls_ready reports its end, on_close a failure. Owns ssl. */
+size_t ev_conn_start_tls(struct ev_conn *c, struct ssl_st *ssl);
+bool ev_conn_is_tls(const struct ev_conn *c);
+/* False until the handshake is done. */
+bool ev_conn_tls_info(struct ev_conn *c, struct ev_tls_info *info);
+/* Why a TLS connection failed (OpenSSL's reason), for logs. */
+void ev_conn_tls_error(struct ev_conn *c, char *out, size_t outlen);
 void ev_conn_free(struct ev_conn *c);
 void ev_conn_set_timeout(struct ev_conn *c, uint32_t seconds);
 

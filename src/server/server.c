@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "event/event.h"
+#include "server/ratelimit.h"
 #include "server/session.h"
 
 #include <arpa/inet.h>
@@ -20,6 +21,9 @@
 #include <unistd.h>
 
 #define CLIENT_BUCKETS 1024
+/* Client addresses and logins whose counters are kept (bounded memory). */
+#define RATE_KEYS 65536
+#define USER_RATE_WINDOW 3600
 
 /* Connections per client address. */
 struct client_count {
@@ -154,6 +158,8 @@ struct server *server_new(const struct server_deps *deps, char *err, size_t errl
     srv->env.deps = &srv->deps;
     srv->env.gone = session_gone;
     const struct config *cfg = deps->cfg;
+    srv->env.auth_failures = rate_table_new(RATE_KEYS, cfg->auth_failure_window);
+    srv->env.user_rates = rate_table_new(RATE_KEYS, USER_RATE_WINDOW);
     srv->listeners = xcalloc(cfg->nlisten, sizeof *srv->listeners);
     for (size_t i = 0; i < cfg->nlisten; i++) {
         struct listener *l = &srv->listeners[i];
@@ -209,6 +215,18 @@ size_t server_session_count(const struct server *srv)
     return srv->nsessions;
 }
 
+void server_set_tls(struct server *srv, struct tls_server *tls)
+{
+    srv->deps.tls = tls;
+}
+
+void server_set_users(struct server *srv, const struct userdb *users,
+                      const struct sender_login *senders)
+{
+    srv->deps.users = users;
+    srv->deps.senders = senders;
+}
+
 void server_free(struct server *srv)
 {
     if (!srv)
@@ -223,5 +241,7 @@ void server_free(struct server *srv)
             free(c);
         }
     }
+    rate_table_free(srv->env.auth_failures);
+    rate_table_free(srv->env.user_rates);
     free(srv);
 }

@@ -4,8 +4,12 @@
  * Implements the server side of RFC 5321 (§3 procedures, §4.1 commands, §4.4
  * trace information, §4.5.3 limits) with RFC 2920 PIPELINING, RFC 1870 SIZE,
  * RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034 ENHANCEDSTATUSCODES, RFC 3030
- * CHUNKING and RFC 3461 DSN parameters. Parsing is done by src/smtp (pure);
- * this file decides, replies and talks to the spool.
+ * CHUNKING and RFC 3461 DSN parameters; RFC 3207 STARTTLS and RFC 8314
+ * implicit TLS; RFC 4954 AUTH (mechanisms in src/auth) with brute-force
+ * defence; and the RFC 6409 message submission role: AUTH before MAIL,
+ * senders and From: addresses owned by the login, Date: and Message-ID:
+ * added when missing, per-user rate limits. Parsing is done by src/smtp
+ * (pure); this file decides, replies and talks to the spool.
  *
  * Input is processed strictly in order: commands are read one line at a time
  * from the connection buffer and answered at once, so replies keep their order
@@ -16,22 +20,36 @@
  * is refused (554 5.5.0) and the connection closed; BDAT chunks are consumed
  * to their exact size even when refused.
  *
- * Ownership: a session owns its connection, transaction and timers; the
- * server owns the session list. A session whose connection closes while a
- * commit is in flight stays alive (dead = true) until the commit callback.
+ * After STARTTLS every octet already buffered is discarded (RFC 3207 §4.2,
+ * the CVE-2011-0411 injection) and the session forgets EHLO. Passwords are
+ * checked in worker threads; while a check or a commit is in flight the
+ * session reads nothing.
+ *
+ * Ownership: a session owns its connection, transaction, SASL exchange and
+ * timers; the server owns the session list. A session whose connection
+ * closes while a commit or a password check is in flight stays alive
+ * (dead = true) until the callback.
  */
 #include "server/session.h"
+#include "auth/sasl.h"
+#include "auth/senderlogin.h"
+#include "auth/userdb.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "event/event.h"
 #include "sched/sched.h"
 #include "server/policy.h"
+#include "server/ratelimit.h"
+#include "smtp/header.h"
 #include "smtp/smtp.h"
 #include "spool/spool.h"
+#include "tls/tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,17 +62,22 @@
 #define FEED_SIZE 32768
 /* Input buffered per connection before reading pauses. */
 #define MAX_INPUT (256 * 1024)
+/* Longest delay before the reply to a failed AUTH, in seconds. */
+#define AUTH_DELAY_MAX 5
 
 enum session_state {
-    SESSION_CMD,     /* reading command lines */
-    SESSION_SKIP,    /* discarding the rest of an over-long command line */
-    SESSION_DATA,    /* reading DATA content up to CRLF.CRLF */
-    SESSION_BDAT,    /* reading the octets of a BDAT chunk */
-    SESSION_COMMIT,  /* reading paused: the spool is making the message durable */
-    SESSION_CLOSING, /* last reply sent; output flushing, then close */
+    SESSION_CMD,       /* reading command lines */
+    SESSION_SKIP,      /* discarding the rest of an over-long command line */
+    SESSION_DATA,      /* reading DATA content up to CRLF.CRLF */
+    SESSION_BDAT,      /* reading the octets of a BDAT chunk */
+    SESSION_COMMIT,    /* reading paused: the spool is making the message durable */
+    SESSION_CLOSING,   /* last reply sent; output flushing, then close */
+    SESSION_AUTH,      /* reading a SASL response line after a 334 */
+    SESSION_AUTH_WAIT, /* a password check runs, or a failed AUTH's reply is delayed */
 };
 
-static const char *const state_names[] = {"cmd", "skip", "data", "bdat", "commit", "closing"};
+static const char *const state_names[] = {"cmd",    "skip",    "data", "bdat",
+                                          "commit", "closing", "auth", "auth_wait"};
 
 /* One accepted recipient of the transaction (after alias expansion). */
 struct tx_rcpt {
@@ -75,13 +98,16 @@ struct tx {
     char *first_rcpt; /* first recipient as given, for the Received "for" clause */
     bool has_qid;     /* content started: qid allocated, chunks may be on disk */
     spool_id qid;
-    bool bdat;                /* content arrives by BDAT */
-    struct smtp_data_dec dec; /* content decoder */
-    struct buf pending;       /* decoded content not yet appended */
-    uint64_t content;         /* octets the client sent (after unstuffing) */
-    uint64_t stored;          /* octets appended to the spool (with Received) */
-    bool too_big;             /* content passed message_size_limit */
-    int spool_error;          /* errno of a failed append, or 0 */
+    bool bdat;                 /* content arrives by BDAT */
+    struct smtp_data_dec dec;  /* content decoder */
+    struct buf pending;        /* decoded content not yet appended */
+    uint64_t content;          /* octets the client sent (after unstuffing) */
+    uint64_t stored;           /* octets appended to the spool (with Received) */
+    bool too_big;              /* content passed message_size_limit */
+    int spool_error;           /* errno of a failed append, or 0 */
+    bool msa;                  /* submission by an authenticated user: headers checked and fixed */
+    struct smtp_hdr_scan *hdr; /* header scanner when msa */
+    uint8_t last_octet;        /* last content octet appended (msa: is a line open?) */
 };
 
 struct session {
@@ -111,13 +137,28 @@ struct session {
     bool read_stopped;  /* the read timeout fired during a commit (reading is off) */
     bool expired;       /* session_timeout passed during a commit */
     int64_t started_ms;
-    char *line; /* command line buffer, max_command_line + 1 */
+    char *line;                 /* line buffer, line_cap octets */
+    size_t line_cap;            /* max_command_line + 1, or more once AUTH needs SASL lines */
+    struct sockaddr_storage sa; /* client address */
+    bool loopback;              /* the client is on a loopback address */
+    /* TLS */
+    bool tls;       /* the connection is TLS (or its handshake has started) */
+    bool tls_ready; /* the handshake is done; tlsinfo is valid */
+    struct ev_tls_info tlsinfo;
+    /* AUTH */
+    char *auth_user;             /* the authenticated login, or NULL */
+    struct sasl_session *sasl;   /* the exchange in progress, or NULL */
+    bool auth_busy;              /* a password check runs in a worker (we must outlive it) */
+    size_t auth_failures;        /* failed AUTHs on this connection */
+    struct ev_timer *auth_delay; /* delays the reply to a failed AUTH */
+    bool auth_close;             /* the delayed reply is 421: too many failures */
 };
 
 static uint64_t session_counter;
 static uint8_t feed_out[2 * FEED_SIZE + 2];
 
 static void session_process(struct session *s);
+static void session_resume(struct session *s);
 static void session_free(struct session *s);
 
 /* ---- state, replies, closing ---------------------------------------------- */
@@ -183,6 +224,7 @@ static void tx_reset(struct session *s)
     free(t->rcpt);
     free(t->sender);
     free(t->first_rcpt);
+    free(t->hdr);
     buf_free(&t->pending);
     memset(t, 0, sizeof *t);
 }
@@ -205,7 +247,73 @@ static void tx_flush_pending(struct session *s)
     buf_reset(&t->pending);
 }
 
-/* Append decoded content: enforce the size limit and write full pieces. */
+/* Append octets to the pending content, writing full pieces to the spool. */
+static void tx_store(struct session *s, const uint8_t *p, size_t n)
+{
+    struct tx *t = &s->tx;
+    if (t->too_big || t->spool_error || n == 0)
+        return;
+    if (buf_append(&t->pending, p, n) < 0)
+        panic("content buffer overflow");
+    t->last_octet = p[n - 1];
+    if (t->pending.len >= APPEND_SIZE)
+        tx_flush_pending(s);
+}
+
+/* The MSA adds what a submitted message lacks (RFC 6409 §8.2, §8.3): Date:
+   and Message-ID:, at the end of the header section. */
+static void msa_add_fields(struct session *s)
+{
+    struct tx *t = &s->tx;
+    char h[512 + SMTP_DOMAIN_MAX];
+    size_t n = 0;
+    if (t->last_octet != '\n' && t->last_octet != 0)
+        n += (size_t)snprintf(h + n, sizeof h - n, "\r\n");
+    if (!t->hdr->has_date) {
+        char date[64];
+        rfc5322_date(now_real_us() / 1000000, date, sizeof date);
+        n += (size_t)snprintf(h + n, sizeof h - n, "Date: %s\r\n", date);
+    }
+    if (!t->hdr->has_message_id)
+        n +=
+            (size_t)snprintf(h + n, sizeof h - n, "Message-ID: <%" PRId64 ".%016" PRIX64 "@%s>\r\n",
+                             now_real_us() / 1000000, t->qid, s->cfg->hostname);
+    if (n >= sizeof h)
+        panic("MSA header fields too long");
+    if (n > 0)
+        log_info("sid=%s qid=%016" PRIX64 " event=msa_fixup added=%s%s", s->id, t->qid,
+                 t->hdr->has_date ? "" : "date,", t->hdr->has_message_id ? "" : "message-id");
+    tx_store(s, (const uint8_t *)h, n);
+}
+
+/* The header section ended `back` octets before the end of the pending
+   content: insert the MSA fields there. */
+static void msa_insert_fields(struct session *s, uint64_t back)
+{
+    struct tx *t = &s->tx;
+    if (t->too_big || t->spool_error)
+        return;
+    if (back > t->pending.len) {
+        log_warn("sid=%s qid=%016" PRIX64 " event=msa_fixup_skipped reason=\"header end "
+                 "already written\"",
+                 s->id, t->qid);
+        return;
+    }
+    size_t pos = t->pending.len - (size_t)back;
+    char *tail = xmalloc((size_t)back + 1);
+    memcpy(tail, t->pending.data + pos, (size_t)back);
+    t->pending.len = pos;
+    t->last_octet = pos ? (uint8_t)t->pending.data[pos - 1] : t->last_octet;
+    msa_add_fields(s);
+    if (buf_append(&t->pending, tail, (size_t)back) < 0)
+        panic("content buffer overflow");
+    if (back)
+        t->last_octet = (uint8_t)tail[back - 1];
+    free(tail);
+}
+
+/* Append decoded content: enforce the size limit and write full pieces. For
+   submitted mail, the header section is scanned on the way. */
 static void tx_content(struct session *s, const uint8_t *p, size_t n, bool from_client)
 {
     struct tx *t = &s->tx;
@@ -213,13 +321,35 @@ static void tx_content(struct session *s, const uint8_t *p, size_t n, bool from_
         t->content += n;
         if (t->content > s->cfg->message_size_limit)
             t->too_big = true;
+        if (t->msa && !t->hdr->done && n > 0) {
+            uint64_t base = t->hdr->offset;
+            long end = smtp_hdr_feed(t->hdr, p, n);
+            if (end >= 0) {
+                tx_store(s, p, (size_t)end);
+                msa_add_fields(s);
+                p += end;
+                n -= (size_t)end;
+            } else if (t->hdr->done) {
+                /* A line that is not a field ended the header section, and it
+                   started in an earlier piece: insert before it if it is still
+                   pending (it nearly always is). */
+                msa_insert_fields(s, base - t->hdr->end);
+            }
+        }
     }
-    if (t->too_big || t->spool_error || n == 0)
-        return;
-    if (buf_append(&t->pending, p, n) < 0)
-        panic("content buffer overflow");
-    if (t->pending.len >= APPEND_SIZE)
-        tx_flush_pending(s);
+    tx_store(s, p, n);
+}
+
+/* RFC 3848 protocol names for the Received header's "with" clause. */
+static const char *received_protocol(const struct session *s)
+{
+    static const char *const names[2][4] = {
+        {"ESMTP", "ESMTPA", "ESMTPS", "ESMTPSA"},
+        {"UTF8SMTP", "UTF8SMTPA", "UTF8SMTPS", "UTF8SMTPSA"},
+    };
+    if (!s->esmtp)
+        return "SMTP";
+    return names[s->tx.mp.smtputf8 ? 1 : 0][(s->tls_ready ? 2 : 0) + (s->auth_user ? 1 : 0)];
 }
 
 /* Start the content of a message: queue id, decoder and the Received header
@@ -233,19 +363,58 @@ static void tx_begin_content(struct session *s, bool bdat)
     smtp_data_init(&t->dec, bdat, (enum smtp_newline)s->cfg->bare_newline, s->cfg->max_text_line,
                    s->cfg->max_header_count);
     buf_init(&t->pending, 2 * APPEND_SIZE + 2 * FEED_SIZE + 4096);
+    if (s->auth_user && s->role != ROLE_MX) {
+        t->msa = true;
+        t->hdr = xmalloc(sizeof *t->hdr);
+        smtp_hdr_init(t->hdr);
+    }
 
-    char date[64];
+    char date[64], tls[160] = "";
     rfc5322_date(now_real_us() / 1000000, date, sizeof date);
-    const char *proto = t->mp.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+    if (s->tls_ready)
+        snprintf(tls, sizeof tls, "\r\n\t(using %s with cipher %s (%d bits))", s->tlsinfo.version,
+                 s->tlsinfo.cipher, s->tlsinfo.bits);
     char h[1024 + 2 * SMTP_PATH_MAX];
-    int n = snprintf(
-        h, sizeof h,
-        "Received: from %s ([%s])\r\n\tby %s (Tern) with %s id %016" PRIX64 "\r\n\t%s%s%s; %s\r\n",
-        s->helo, s->client, s->cfg->hostname, proto, t->qid, t->nrcpt == 1 ? "for <" : "",
-        t->nrcpt == 1 ? t->first_rcpt : "", t->nrcpt == 1 ? ">" : "", date);
+    int n = snprintf(h, sizeof h,
+                     "Received: from %s ([%s])\r\n\tby %s (Tern) with %s id %016" PRIX64
+                     "%s\r\n\t%s%s%s; %s\r\n",
+                     s->helo, s->client, s->cfg->hostname, received_protocol(s), t->qid, tls,
+                     t->nrcpt == 1 ? "for <" : "", t->nrcpt == 1 ? t->first_rcpt : "",
+                     t->nrcpt == 1 ? ">" : "", date);
     if (n < 0 || (size_t)n >= sizeof h)
         panic("Received header too long");
     tx_content(s, (const uint8_t *)h, (size_t)n, false);
+}
+
+/* Submission: every From: address must belong to the login (RFC 6409 §6.1
+   lets the MSA refuse what the user may not send). NULL when it does. */
+static const struct smtp_status *msa_check_from(struct session *s, char *who, size_t wholen)
+{
+    static const struct smtp_status not_owned = {553, "5.7.1",
+                                                 "From: header address not owned by the "
+                                                 "authenticated user"};
+    static const struct smtp_status bad_from = {553, "5.7.1",
+                                                "From: header cannot be parsed to check "
+                                                "its owner"};
+    static const struct smtp_status two_from = {553, "5.7.1", "More than one From: header field"};
+    struct tx *t = &s->tx;
+    if (!t->msa || t->hdr->from_fields == 0)
+        return NULL;
+    if (t->hdr->from_fields > 1)
+        return &two_from;
+    if (t->hdr->from_truncated)
+        return &bad_from;
+    char(*addrs)[SMTP_PATH_MAX + 1] = xmalloc(SMTP_ADDR_LIST_MAX * sizeof *addrs);
+    int n = smtp_addr_list_parse(t->hdr->from, t->hdr->from_len, addrs, SMTP_ADDR_LIST_MAX);
+    const struct smtp_status *st = n < 0 ? &bad_from : NULL;
+    for (int i = 0; i < n && !st; i++) {
+        if (!sender_login_allows(s->env->deps->senders, s->auth_user, addrs[i])) {
+            snprintf(who, wholen, "%s", addrs[i]);
+            st = &not_owned;
+        }
+    }
+    free(addrs);
+    return st;
 }
 
 static void session_committed(void *arg, spool_id id, int error);
@@ -257,12 +426,24 @@ static void tx_end_content(struct session *s)
     const struct smtp_status *st = smtp_data_status(&t->dec);
     if (!st && t->too_big)
         st = &st_too_big;
+    char from_addr[SMTP_PATH_MAX + 1] = "";
+    if (!st && t->msa) {
+        st = msa_check_from(s, from_addr, sizeof from_addr);
+        if (!st && !t->hdr->done)
+            msa_add_fields(s); /* no body: the fields go after the last header */
+    }
     if (!st && !t->spool_error && t->pending.len > 0)
         tx_flush_pending(s);
     if (!st && t->spool_error)
         st = t->spool_error == ENOSPC ? &st_no_space : &st_io_error;
     if (st) {
-        log_reject(s, t->bdat ? "BDAT" : "DATA", st);
+        if (from_addr[0])
+            log_info("sid=%s event=reject client=%s cmd=%s user=%s header_from=<%s> "
+                     "reply=\"%d %s %s\"",
+                     s->id, s->client, t->bdat ? "BDAT" : "DATA", s->auth_user, from_addr, st->code,
+                     st->enh, st->text);
+        else
+            log_reject(s, t->bdat ? "BDAT" : "DATA", st);
         reply_status(s, st);
         tx_reset(s);
         session_set_state(s, SESSION_CMD);
@@ -278,7 +459,7 @@ static void tx_end_content(struct session *s)
     env.helo = s->helo;
     env.client_addr = s->client;
     env.listener = (char *)config_role_name(s->role);
-    env.auth_user = NULL;
+    env.auth_user = s->auth_user;
     env.arrival = now_real_us() / 1000000;
     env.size = t->stored;
     env.nrcpt = t->nrcpt;
@@ -334,16 +515,24 @@ static void session_committed(void *arg, spool_id id, int error)
         return;
     }
     session_set_state(s, SESSION_CMD);
+    session_resume(s);
+}
+
+/* An asynchronous step (commit, password check, delayed reply) is over and the
+   session is in SESSION_CMD: apply what happened meanwhile, then read on. */
+static void session_resume(struct session *s)
+{
     if (s->read_stopped) {
         s->read_stopped = false;
         ev_conn_pause(s->conn, false);
     }
     if (s->expired) {
         log_info("sid=%s event=session_time_limit client=%s", s->id, s->client);
+        tx_reset(s);
         session_close_with(s, 421, "4.4.2", "Error: session time limit exceeded");
         return;
     }
-    if (s->shutting_down) {
+    if (s->shutting_down && !s->tx.active) {
         session_close_with(s, 421, "4.3.2", "Service shutting down, closing transmission channel");
         return;
     }
@@ -351,6 +540,21 @@ static void session_committed(void *arg, spool_id id, int error)
 }
 
 /* ---- commands ---------------------------------------------------------------- */
+
+/* STARTTLS is offered on mx and submission once a certificate is loaded. */
+static bool starttls_offered(const struct session *s)
+{
+    return s->env->deps->tls && !s->tls && s->role != ROLE_SUBMISSIONS;
+}
+
+/* AUTH is offered on the submission listeners inside TLS (or, when
+   auth_plaintext_loopback allows it, to loopback clients), with a user store. */
+static bool auth_offered(const struct session *s)
+{
+    if (s->role == ROLE_MX || !s->env->deps->users)
+        return false;
+    return s->tls_ready || (s->cfg->auth_plaintext_loopback && s->loopback);
+}
 
 static void cmd_helo(struct session *s, const char *arg, size_t len, bool esmtp)
 {
@@ -378,15 +582,25 @@ static void cmd_helo(struct session *s, const char *arg, size_t len, bool esmtp)
         reply(s, 250, NULL, "%s", s->cfg->hostname);
         return;
     }
-    reply(s, 250, NULL,
-          "%s\nPIPELINING\nSIZE %" PRIu64 "\n8BITMIME\nSMTPUTF8\nENHANCEDSTATUSCODES\n"
-          "CHUNKING\nDSN",
-          s->cfg->hostname, s->cfg->message_size_limit);
+    char ext[512];
+    size_t n = (size_t)snprintf(ext, sizeof ext,
+                                "%s\nPIPELINING\nSIZE %" PRIu64 "\n8BITMIME\nSMTPUTF8\n"
+                                "ENHANCEDSTATUSCODES\nCHUNKING\nDSN",
+                                s->cfg->hostname, s->cfg->message_size_limit);
+    if (starttls_offered(s))
+        n += (size_t)snprintf(ext + n, sizeof ext - n, "\nSTARTTLS");
+    if (auth_offered(s)) {
+        const struct userdb *db = s->env->deps->users;
+        n += (size_t)snprintf(ext + n, sizeof ext - n, "\nAUTH PLAIN LOGIN%s%s",
+                              userdb_any_scram(db) ? " SCRAM-SHA-256" : "",
+                              userdb_any_cram(db) ? " CRAM-MD5" : "");
+    }
+    reply(s, 250, NULL, "%s", ext);
 }
 
 static struct smtp_ext session_ext(const struct session *s)
 {
-    struct smtp_ext e = {s->esmtp, s->esmtp, s->esmtp, s->esmtp};
+    struct smtp_ext e = {s->esmtp, s->esmtp, s->esmtp, s->esmtp, s->esmtp && auth_offered(s)};
     return e;
 }
 
@@ -417,21 +631,27 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
     static const struct smtp_status syntax = {501, "5.5.4", "Syntax: MAIL FROM:<address>"};
     static const struct smtp_status need_utf8 = {
         553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter"};
+    static const struct smtp_status not_owned = {
+        553, "5.7.1", "Sender address rejected: not owned by the authenticated user"};
+    static const struct smtp_status rate_messages = {
+        450, "4.7.1", "Too many messages from this user in the last hour, try again later"};
     const struct smtp_status *st = NULL;
     struct smtp_path path;
     struct smtp_mail_params mp;
+    path.addr[0] = '\0';
     const char *end = NULL;
 
     if (!s->greeted)
         st = &need_helo;
     else if (s->tx.active)
         st = &nested;
-    else if (s->role != ROLE_MX)
+    else if (s->role != ROLE_MX && !s->auth_user)
         st = &need_auth;
     else if (!strip_prefix(&arg, &len, "FROM:"))
         st = &syntax;
     if (!st)
         st = smtp_path_parse(arg, len, SMTP_PATH_REVERSE, true, &path, &end);
+    bool parsed = !st;
     if (!st) {
         size_t rest = len - (size_t)(end - arg);
         skip_spaces(&end, &rest);
@@ -442,11 +662,27 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
         st = &need_utf8;
     if (!st && mp.has_size && mp.size > s->cfg->message_size_limit)
         st = &st_too_big;
+    if (!st && s->auth_user && !sender_login_allows(s->env->deps->senders, s->auth_user, path.addr))
+        st = &not_owned;
+    if (!st && s->auth_user && s->cfg->user_message_rate &&
+        rate_get(s->env->user_rates, s->auth_user, now_real_us() / 1000000).a >=
+            s->cfg->user_message_rate)
+        st = &rate_messages;
     if (st) {
-        log_reject(s, "MAIL", st);
+        if (s->auth_user)
+            log_info("sid=%s event=reject client=%s cmd=MAIL user=%s from=<%s> "
+                     "reply=\"%d %s %s\"",
+                     s->id, s->client, s->auth_user, parsed ? path.addr : "", st->code, st->enh,
+                     st->text);
+        else
+            log_reject(s, "MAIL", st);
         reply_status(s, st);
         return;
     }
+    /* AUTH= (RFC 4954 §5) names the original submitter for a relay; as the first
+       hop we know who authenticated, and keep that, whatever the client says. */
+    if (s->auth_user)
+        rate_add(s->env->user_rates, s->auth_user, now_real_us() / 1000000, 1, 0);
     s->tx.active = true;
     s->tx.sender = xstrdup(path.addr);
     s->tx.mp = mp;
@@ -484,6 +720,8 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     static const struct smtp_status null_rcpt = {501, "5.1.3", "Null recipient not allowed"};
     static const struct smtp_status after_bdat = {503, "5.5.1",
                                                   "RCPT not allowed after BDAT content"};
+    static const struct smtp_status rate_rcpts = {
+        450, "4.7.1", "Too many recipients from this user in the last hour, try again later"};
     const struct smtp_status *st = NULL;
     struct smtp_path path;
     struct smtp_rcpt_params rp;
@@ -510,10 +748,15 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
         st = &need_utf8;
     if (!st && s->tx.rcpt_cmds >= s->cfg->max_recipients)
         st = &too_many;
+    if (!st && s->auth_user && s->cfg->user_recipient_rate &&
+        rate_get(s->env->user_rates, s->auth_user, now_real_us() / 1000000).b >=
+            s->cfg->user_recipient_rate)
+        st = &rate_rcpts;
     char *leaves[POLICY_MAX_LEAVES];
     size_t nleaves = 0;
     if (!st)
-        st = policy_rcpt(s->cfg, s->env->deps->aliases, &path, s->trusted, leaves, &nleaves);
+        st = policy_rcpt(s->cfg, s->env->deps->aliases, &path, s->trusted || s->auth_user, leaves,
+                         &nleaves);
     if (st) {
         log_info("sid=%s event=reject client=%s cmd=RCPT from=<%s> to=<%s> reply=\"%d %s %s\"",
                  s->id, s->client, s->tx.sender ? s->tx.sender : "", path.addr, st->code, st->enh,
@@ -526,6 +769,8 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     if (!s->tx.first_rcpt)
         s->tx.first_rcpt = xstrdup(path.addr);
     s->tx.rcpt_cmds++;
+    if (s->auth_user)
+        rate_add(s->env->user_rates, s->auth_user, now_real_us() / 1000000, 0, 1);
     reply(s, 250, "2.1.5", "Ok");
 }
 
@@ -653,11 +898,6 @@ static void cmd_help(struct session *s, const char *arg, size_t len)
           s->cfg->local_domains.n ? s->cfg->local_domains.v[0] : s->cfg->hostname);
 }
 
-static void cmd_not_offered(struct session *s, const char *arg, size_t len)
-{
-    reply(s, 502, "5.5.1", "Command not implemented");
-}
-
 static void cmd_ehlo(struct session *s, const char *arg, size_t len)
 {
     cmd_helo(s, arg, len, true);
@@ -666,6 +906,248 @@ static void cmd_ehlo(struct session *s, const char *arg, size_t len)
 static void cmd_helo_only(struct session *s, const char *arg, size_t len)
 {
     cmd_helo(s, arg, len, false);
+}
+
+/* RFC 3207. */
+static void cmd_starttls(struct session *s, const char *arg, size_t len)
+{
+    struct tls_server *tls = s->env->deps->tls;
+    if (s->tls) {
+        reply(s, 554, "5.5.1", "Error: TLS already active");
+        return;
+    }
+    if (!tls || s->role == ROLE_SUBMISSIONS) {
+        reply(s, 502, "5.5.1", "Command not implemented");
+        return;
+    }
+    if (len != 0) {
+        reply(s, 501, "5.5.4", "Syntax: STARTTLS (no parameters)");
+        return;
+    }
+    if (s->tx.active) {
+        reply(s, 503, "5.5.1", "Error: MAIL transaction in progress");
+        return;
+    }
+    reply(s, 220, "2.0.0", "Ready to start TLS");
+    /* Whatever the client sent after STARTTLS was sent in plaintext, before the
+       handshake: it is dropped, never read as if it came through TLS. */
+    size_t discarded = ev_conn_start_tls(s->conn, tls_server_ssl_new(tls));
+    if (discarded)
+        log_warn("sid=%s event=starttls client=%s discarded=%zu note=plaintext_after_starttls",
+                 s->id, s->client, discarded);
+    else
+        log_info("sid=%s event=starttls client=%s discarded=0", s->id, s->client);
+    s->tls = true;
+    /* RFC 3207 §4.2: forget everything learnt before TLS. */
+    tx_reset(s);
+    s->greeted = false;
+    s->esmtp = false;
+    s->helo[0] = '\0';
+}
+
+/* A login or mechanism name as sent, made safe for one log field. */
+static void log_safe(char *out, size_t outlen, const char *in)
+{
+    size_t i = 0;
+    for (; in && in[i] && i + 1 < outlen && i < 64; i++) {
+        unsigned char c = (unsigned char)in[i];
+        out[i] = c > 32 && c < 127 && c != '"' && c != '\\' ? (char)c : '?';
+    }
+    out[i] = '\0';
+}
+
+static void auth_work(void *arg)
+{
+    struct session *s = arg;
+    sasl_check_password(s->sasl);
+}
+
+static void auth_result(struct session *s, enum sasl_status st, const char *challenge);
+
+/* The password check is over (loop thread). */
+static void auth_checked(void *arg)
+{
+    struct session *s = arg;
+    s->auth_busy = false;
+    if (s->dead) {
+        session_free(s);
+        return;
+    }
+    auth_result(s, sasl_finish(s->sasl), NULL);
+    if (s->state == SESSION_CMD)
+        session_resume(s);
+}
+
+/* The reply to a failed AUTH: 535, or 421 past the limits. */
+static void auth_reply_failure(struct session *s)
+{
+    if (s->auth_close) {
+        session_close_with(s, 421, "4.7.0", "Too many authentication failures, closing connection");
+        return;
+    }
+    reply(s, 535, "5.7.8", "Error: authentication failed");
+    session_set_state(s, SESSION_CMD);
+}
+
+/* The delay before that reply is over. */
+static void auth_delay_done(void *arg)
+{
+    struct session *s = arg;
+    auth_reply_failure(s);
+    if (s->state == SESSION_CMD)
+        session_resume(s);
+}
+
+static void auth_failed(struct session *s)
+{
+    char user[80], mech[32];
+    log_safe(user, sizeof user, sasl_login(s->sasl));
+    log_safe(mech, sizeof mech, sasl_mech_name(sasl_session_mech(s->sasl)));
+    s->auth_failures++;
+    uint64_t client_failures =
+        rate_add(s->env->auth_failures, s->client, now_real_us() / 1000000, 1, 0).a;
+    /* One line per failure that fail2ban can match: "event=auth_failed client=<HOST>". */
+    log_warn("sid=%s event=auth_failed client=%s mech=%s user=%s failures=%zu "
+             "client_failures=%" PRIu64,
+             s->id, s->client, mech, user[0] ? user : "-", s->auth_failures, client_failures);
+    sasl_free(s->sasl);
+    s->sasl = NULL;
+    s->auth_close = s->auth_failures >= s->cfg->auth_max_failures ||
+                    client_failures >= s->cfg->auth_client_max_failures;
+    size_t delay = 0;
+    if (s->auth_failures > s->cfg->auth_delay_after)
+        delay = s->auth_failures - s->cfg->auth_delay_after;
+    if (delay > AUTH_DELAY_MAX)
+        delay = AUTH_DELAY_MAX;
+    if (s->auth_close)
+        log_warn("sid=%s event=auth_limit client=%s failures=%zu client_failures=%" PRIu64, s->id,
+                 s->client, s->auth_failures, client_failures);
+    if (delay == 0) {
+        auth_reply_failure(s);
+        return;
+    }
+    session_set_state(s, SESSION_AUTH_WAIT);
+    ev_timer_start(s->auth_delay, (uint64_t)delay * 1000);
+}
+
+/* Act on what the SASL exchange says. challenge: for SASL_CONTINUE. */
+static void auth_result(struct session *s, enum sasl_status st, const char *challenge)
+{
+    char user[80], mech[32];
+    switch (st) {
+    case SASL_CONTINUE:
+        reply(s, 334, NULL, "%s", challenge);
+        session_set_state(s, SESSION_AUTH);
+        return;
+    case SASL_CHECK_PASSWORD:
+        session_set_state(s, SESSION_AUTH_WAIT);
+        s->auth_busy = true;
+        ev_workers_submit(s->env->deps->auth_workers, auth_work, auth_checked, s);
+        return;
+    case SASL_SUCCESS:
+        s->auth_user = xstrdup(sasl_login(s->sasl));
+        log_safe(user, sizeof user, s->auth_user);
+        log_safe(mech, sizeof mech, sasl_mech_name(sasl_session_mech(s->sasl)));
+        log_info("sid=%s event=auth_ok client=%s mech=%s user=%s", s->id, s->client, mech, user);
+        sasl_free(s->sasl);
+        s->sasl = NULL;
+        reply(s, 235, "2.7.0", "Authentication successful");
+        session_set_state(s, SESSION_CMD);
+        return;
+    case SASL_FAILED:
+        auth_failed(s);
+        return;
+    case SASL_MALFORMED:
+        sasl_free(s->sasl);
+        s->sasl = NULL;
+        log_info("sid=%s event=reject client=%s cmd=AUTH reason=malformed_response", s->id,
+                 s->client);
+        reply(s, 501, "5.5.2", "Error: malformed authentication response (bad base64 or syntax)");
+        session_set_state(s, SESSION_CMD);
+        return;
+    case SASL_CANCELLED:
+        sasl_free(s->sasl);
+        s->sasl = NULL;
+        reply(s, 501, "5.7.0", "Authentication cancelled");
+        session_set_state(s, SESSION_CMD);
+        return;
+    }
+}
+
+/* RFC 4954 §4. */
+static void cmd_auth(struct session *s, const char *arg, size_t len)
+{
+    const struct userdb *db = s->env->deps->users;
+    if (s->role == ROLE_MX || !db) {
+        reply(s, 502, "5.5.1", "Command not implemented");
+        return;
+    }
+    if (!s->tls_ready && !(s->cfg->auth_plaintext_loopback && s->loopback)) {
+        reply(s, 538, "5.7.11", "Encryption required for requested authentication mechanism");
+        return;
+    }
+    if (!s->esmtp) {
+        reply(s, 503, "5.5.1", "Error: send EHLO first");
+        return;
+    }
+    if (s->auth_user) {
+        reply(s, 503, "5.5.1", "Error: already authenticated");
+        return;
+    }
+    if (s->tx.active) {
+        reply(s, 503, "5.5.1", "Error: AUTH not allowed during a mail transaction");
+        return;
+    }
+    const char *sp = memchr(arg, ' ', len);
+    size_t mlen = sp ? (size_t)(sp - arg) : len;
+    const char *initial = sp ? sp + 1 : NULL;
+    size_t ilen = sp ? len - mlen - 1 : 0;
+    if (mlen == 0 || (initial && (ilen == 0 || memchr(initial, ' ', ilen)))) {
+        reply(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        return;
+    }
+    enum sasl_mech mech;
+    if (!sasl_mech_parse(arg, mlen, &mech) || (mech == SASL_CRAM_MD5 && !userdb_any_cram(db)) ||
+        (mech == SASL_SCRAM_SHA_256 && !userdb_any_scram(db))) {
+        reply(s, 504, "5.5.4", "Unrecognized authentication type");
+        return;
+    }
+    uint64_t client_failures =
+        rate_get(s->env->auth_failures, s->client, now_real_us() / 1000000).a;
+    if (client_failures >= s->cfg->auth_client_max_failures) {
+        log_warn("sid=%s event=auth_blocked client=%s client_failures=%" PRIu64, s->id, s->client,
+                 client_failures);
+        session_close_with(s, 421, "4.7.0",
+                           "Too many authentication failures from your address, try later");
+        return;
+    }
+    char challenge[SASL_MAX_CHALLENGE];
+    s->sasl = sasl_new(mech, s->cfg->hostname, (const struct sockaddr *)&s->sa);
+    enum sasl_status st = sasl_start(s->sasl, db, initial, ilen, challenge, sizeof challenge);
+    /* SASL responses may be longer than commands (RFC 4954 §4); arg points into
+       the line buffer, so it grows only now that the initial response is read. */
+    if (st == SASL_CONTINUE && s->line_cap < SASL_MAX_LINE + 3) {
+        s->line_cap = SASL_MAX_LINE + 3;
+        free(s->line);
+        s->line = xmalloc(s->line_cap);
+    }
+    auth_result(s, st, challenge);
+}
+
+/* One SASL response line (SESSION_AUTH). */
+static void session_auth_line(struct session *s, const char *line, size_t len)
+{
+    char challenge[SASL_MAX_CHALLENGE];
+    const struct userdb *db = s->env->deps->users;
+    if (!db) { /* the store went away on reload */
+        sasl_free(s->sasl);
+        s->sasl = NULL;
+        reply(s, 454, "4.7.0", "Temporary authentication failure");
+        session_set_state(s, SESSION_CMD);
+        return;
+    }
+    enum sasl_status st = sasl_step(s->sasl, db, line, len, challenge, sizeof challenge);
+    auth_result(s, st, challenge);
 }
 
 /* The command table: verb, name for logs, handler, and whether it is "junk"
@@ -688,8 +1170,8 @@ static const struct command {
     {SMTP_VERB_VRFY, "VRFY", cmd_vrfy, true},
     {SMTP_VERB_EXPN, "EXPN", cmd_expn, true},
     {SMTP_VERB_HELP, "HELP", cmd_help, true},
-    {SMTP_VERB_STARTTLS, "STARTTLS", cmd_not_offered, true},
-    {SMTP_VERB_AUTH, "AUTH", cmd_not_offered, true},
+    {SMTP_VERB_STARTTLS, "STARTTLS", cmd_starttls, true},
+    {SMTP_VERB_AUTH, "AUTH", cmd_auth, true},
 };
 
 static void session_command(struct session *s, const char *line, size_t len)
@@ -771,14 +1253,22 @@ static void session_process(struct session *s)
 {
     while (!s->dead) {
         switch (s->state) {
-        case SESSION_CMD: {
-            size_t max = s->cfg->max_command_line;
+        case SESSION_CMD:
+        case SESSION_AUTH: {
+            bool auth = s->state == SESSION_AUTH;
+            size_t max = auth ? SASL_MAX_LINE + 2 : s->cfg->max_command_line;
             long i = ev_conn_input_find(s->conn, '\n', max);
             if (i < 0) {
                 if (ev_conn_input_len(s->conn) >= max) {
                     log_info("sid=%s event=reject client=%s reason=line_too_long", s->id,
                              s->client);
-                    reply(s, 500, "5.5.2", "Line too long");
+                    if (auth) {
+                        sasl_free(s->sasl);
+                        s->sasl = NULL;
+                        reply(s, 501, "5.5.2", "Error: authentication response too long");
+                    } else {
+                        reply(s, 500, "5.5.2", "Line too long");
+                    }
                     session_set_state(s, SESSION_SKIP);
                     if (s->errors >= s->cfg->max_errors)
                         session_close_with(s, 421, "4.7.0", "Too many errors, closing connection");
@@ -792,19 +1282,27 @@ static void session_process(struct session *s)
             n--; /* LF */
             if (n > 0 && s->line[n - 1] == '\r') {
                 n--;
-            } else if (s->cfg->bare_newline == SMTP_NEWLINE_REJECT) {
+            } else if (s->cfg->bare_newline == SMTP_NEWLINE_REJECT || auth) {
                 /* RFC 5321 §2.3.8: lines end in CRLF; a bare LF is how smuggling
                    starts, so it is refused in commands as in content. */
                 s->commands++;
                 log_info("sid=%s event=reject client=%s reason=bare_lf_in_command", s->id,
                          s->client);
+                if (auth) {
+                    sasl_free(s->sasl);
+                    s->sasl = NULL;
+                    session_set_state(s, SESSION_CMD);
+                }
                 reply(s, 500, "5.5.2", "Syntax error: command line ended in a bare <LF>");
                 if (s->errors >= s->cfg->max_errors)
                     session_close_with(s, 421, "4.7.0", "Too many errors, closing connection");
                 break;
             }
             s->line[n] = '\0';
-            session_command(s, s->line, n);
+            if (auth)
+                session_auth_line(s, s->line, n);
+            else
+                session_command(s, s->line, n);
             break;
         }
         case SESSION_SKIP: {
@@ -831,6 +1329,7 @@ static void session_process(struct session *s)
             break;
         case SESSION_COMMIT:
         case SESSION_CLOSING:
+        case SESSION_AUTH_WAIT:
             return;
         }
     }
@@ -843,11 +1342,22 @@ static void on_read(void *arg)
     session_process(arg);
 }
 
+/* Something runs that will call back into this session: it must outlive it. */
+static bool session_awaited(const struct session *s)
+{
+    return s->state == SESSION_COMMIT || s->auth_busy;
+}
+
 static void on_close(void *arg)
 {
     struct session *s = arg;
-    if (s->state == SESSION_COMMIT) {
-        /* The commit callback frees us; the connection goes now. */
+    if (s->tls && !s->tls_ready) {
+        char why[256];
+        ev_conn_tls_error(s->conn, why, sizeof why);
+        log_info("sid=%s event=tls_failed client=%s reason=\"%s\"", s->id, s->client, why);
+    }
+    if (session_awaited(s)) {
+        /* The callback frees us; the connection goes now. */
         s->dead = true;
         ev_conn_free(s->conn);
         s->conn = NULL;
@@ -859,8 +1369,8 @@ static void on_close(void *arg)
 static void on_timeout(void *arg)
 {
     struct session *s = arg;
-    if (s->state == SESSION_COMMIT) {
-        /* The client is waiting for us, not idle: reading resumes after the commit. */
+    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT) {
+        /* The client is waiting for us, not idle: reading resumes after the step. */
         s->read_stopped = true;
         return;
     }
@@ -872,8 +1382,8 @@ static void on_timeout(void *arg)
 static void on_lifetime(void *arg)
 {
     struct session *s = arg;
-    if (s->state == SESSION_COMMIT) {
-        s->expired = true; /* closed once the commit has its reply */
+    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT) {
+        s->expired = true; /* closed once the step has its reply */
         return;
     }
     log_info("sid=%s event=session_time_limit client=%s", s->id, s->client);
@@ -881,7 +1391,30 @@ static void on_lifetime(void *arg)
     session_close_with(s, 421, "4.4.2", "Error: session time limit exceeded");
 }
 
-static const struct ev_conn_ops conn_ops = {on_read, on_close, on_timeout};
+static void on_tls_ready(void *arg)
+{
+    struct session *s = arg;
+    s->tls_ready = ev_conn_tls_info(s->conn, &s->tlsinfo);
+    log_info("sid=%s event=tls client=%s version=%s cipher=%s bits=%d", s->id, s->client,
+             s->tlsinfo.version, s->tlsinfo.cipher, s->tlsinfo.bits);
+}
+
+static const struct ev_conn_ops conn_ops = {on_read, on_close, on_timeout, on_tls_ready};
+
+static bool sockaddr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
 
 struct session *session_new(const struct session_env *env, int fd, const struct sockaddr *sa,
                             socklen_t salen, enum config_role role, const char *client)
@@ -895,12 +1428,23 @@ struct session *session_new(const struct session_env *env, int fd, const struct 
     s->started_ms = now_mono_ms();
     snprintf(s->id, sizeof s->id, "%08" PRIX64, ++session_counter);
     snprintf(s->client, sizeof s->client, "%s", client);
+    if (salen <= sizeof s->sa)
+        memcpy(&s->sa, sa, salen);
+    s->loopback = sockaddr_is_loopback(sa);
     s->trusted = config_is_trusted(cfg, sa);
-    s->line = xmalloc(cfg->max_command_line + 1);
-    s->conn = ev_conn_new(env->deps->loop, fd, &conn_ops, s, MAX_INPUT);
+    s->line_cap = cfg->max_command_line + 1;
+    s->line = xmalloc(s->line_cap);
+    if (role == ROLE_SUBMISSIONS && env->deps->tls) {
+        s->tls = true;
+        s->conn = ev_conn_new_tls(env->deps->loop, fd, &conn_ops, s, MAX_INPUT,
+                                  tls_server_ssl_new(env->deps->tls));
+    } else {
+        s->conn = ev_conn_new(env->deps->loop, fd, &conn_ops, s, MAX_INPUT);
+    }
     ev_conn_set_timeout(s->conn, cfg->idle_timeout);
     s->lifetime = ev_timer_new(env->deps->loop, on_lifetime, s);
     ev_timer_start(s->lifetime, (uint64_t)cfg->session_timeout * 1000);
+    s->auth_delay = ev_timer_new(env->deps->loop, auth_delay_done, s);
     log_info("sid=%s event=connect client=%s listener=%s trusted=%s", s->id, s->client,
              config_role_name(role), s->trusted ? "yes" : "no");
     reply(s, 220, NULL, "%s ESMTP Tern", cfg->hostname);
@@ -915,6 +1459,9 @@ static void session_free(struct session *s)
     tx_reset(s);
     ev_conn_free(s->conn);
     ev_timer_free(s->lifetime);
+    ev_timer_free(s->auth_delay);
+    sasl_free(s->sasl);
+    free(s->auth_user);
     free(s->line);
     s->env->gone(s->env->srv, s, s->client);
     free(s);
@@ -923,13 +1470,13 @@ static void session_free(struct session *s)
 void session_shutdown(struct session *s)
 {
     s->shutting_down = true;
-    if (s->state == SESSION_CMD && !s->tx.active && !s->dead)
+    if ((s->state == SESSION_CMD || s->state == SESSION_AUTH) && !s->tx.active && !s->dead)
         session_close_with(s, 421, "4.3.2", "Service shutting down, closing transmission channel");
 }
 
 void session_abort(struct session *s)
 {
-    if (s->state == SESSION_COMMIT) {
+    if (session_awaited(s)) {
         s->shutting_down = true;
         return;
     }

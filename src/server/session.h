@@ -13,6 +13,7 @@
 #include "server/server.h"
 
 struct session;
+struct rate_table;
 
 /* What a session needs from its server (set up by server.c). */
 struct session_env {
@@ -20,6 +21,8 @@ struct session_env {
     const struct server_deps *deps;
     /* Called when the session is freed, to release its connection slot. */
     void (*gone)(struct server *srv, struct session *s, const char *client);
+    struct rate_table *auth_failures; /* per client address, over auth_failure_window */
+    struct rate_table *user_rates;    /* per login and hour: a = messages, b = recipients */
 };
 
 /* Start a session on an accepted socket (the session owns fd). */

@@ -33,6 +33,7 @@ static const struct smtp_status st_ret = {501, "5.5.4", "Bad RET value"};
 static const struct smtp_status st_envid = {501, "5.5.4", "Bad ENVID value"};
 static const struct smtp_status st_notify = {501, "5.5.4", "Bad NOTIFY value"};
 static const struct smtp_status st_orcpt = {501, "5.5.4", "Bad ORCPT value"};
+static const struct smtp_status st_auth = {501, "5.5.4", "Bad AUTH value"};
 
 enum kw {
     KW_SIZE,
@@ -42,6 +43,7 @@ enum kw {
     KW_ENVID,
     KW_NOTIFY,
     KW_ORCPT,
+    KW_AUTH,
     KW_UNKNOWN,
 };
 
@@ -60,7 +62,7 @@ static const struct {
 } keywords[] = {
     {"SIZE", KW_SIZE, false},  {"BODY", KW_BODY, false},   {"SMTPUTF8", KW_SMTPUTF8, false},
     {"RET", KW_RET, false},    {"ENVID", KW_ENVID, false}, {"NOTIFY", KW_NOTIFY, true},
-    {"ORCPT", KW_ORCPT, true},
+    {"ORCPT", KW_ORCPT, true}, {"AUTH", KW_AUTH, false},
 };
 
 static bool is_alnum(unsigned char c)
@@ -203,6 +205,8 @@ static bool offered(enum kw kw, const struct smtp_ext *ext)
     case KW_NOTIFY:
     case KW_ORCPT:
         return ext->dsn;
+    case KW_AUTH:
+        return ext->auth;
     case KW_UNKNOWN:
         break;
     }
@@ -290,6 +294,15 @@ static const struct smtp_status *mail_params(const char *s, size_t len, const st
             memcpy(out->envid, it.val, it.vallen);
             out->envid[it.vallen] = '\0';
             out->has_envid = true;
+            break;
+        case KW_AUTH:
+            /* RFC 4954 §5: AUTH=<> or an xtext-encoded mailbox. */
+            if (it.val == NULL || it.vallen == 0 || it.vallen > SMTP_AUTH_PARAM_MAX ||
+                !smtp_xtext_valid(it.val, it.vallen))
+                return &st_auth;
+            memcpy(out->auth, it.val, it.vallen);
+            out->auth[it.vallen] = '\0';
+            out->has_auth = true;
             break;
         default:
             return &st_unsupported;

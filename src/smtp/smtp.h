@@ -119,7 +119,11 @@ enum smtp_ret { SMTP_RET_NONE = 0, SMTP_RET_FULL, SMTP_RET_HDRS };
 /* What the server advertised, so a parameter of an extension not offered is refused. */
 struct smtp_ext {
     bool size, eightbit, smtputf8, dsn;
+    bool auth; /* AUTH was advertised: MAIL takes AUTH= (RFC 4954 §5) */
 };
+
+/* Longest AUTH= value kept (xtext-encoded mailbox or "<>"). */
+#define SMTP_AUTH_PARAM_MAX 500
 
 struct smtp_mail_params {
     bool has_size;
@@ -129,6 +133,8 @@ struct smtp_mail_params {
     enum smtp_ret ret;   /* RET= */
     bool has_envid;
     char envid[SMTP_ENVID_MAX + 1]; /* ENVID= as sent (still xtext-encoded, validated) */
+    bool has_auth;
+    char auth[SMTP_AUTH_PARAM_MAX + 1]; /* AUTH= as sent (xtext, validated) */
 };
 
 /* NOTIFY bits; NEVER is exclusive with the others. */

@@ -29,6 +29,7 @@ from tern_helpers import SMTPClient, free_ports, header_token_of
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONF = REPO / "examples" / "tern.conf"
 EXAMPLE_ALIASES = REPO / "examples" / "aliases"
+EXAMPLE_USERS = REPO / "examples" / "users"
 PROBE = REPO.parent / "shared" / "probe" / "smtp_probe.py"
 
 SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:")
@@ -67,6 +68,7 @@ class TernServer:
         self.spool_dir = self.dir / "spool"
         self.maildir_root = self.dir / "mail"
         self.aliases_file = self.dir / "aliases"
+        self.users_file = self.dir / "users"
         self.conf = self.dir / "tern.conf"
         self.mx_port, self.submission_port, self.submissions_port = free_ports(3)
         settings = {
@@ -76,6 +78,9 @@ class TernServer:
             "spool_dir": str(self.spool_dir),
             "maildir_root": str(self.maildir_root),
             "aliases_file": str(self.aliases_file),
+            "users_file": str(self.users_file),
+            "tls_cert_file": str(self.dir / "tls" / "cert.pem"),
+            "tls_key_file": str(self.dir / "tls" / "key.pem"),
         }
         for k, v in (overrides or {}).items():
             settings[k] = v
@@ -94,6 +99,9 @@ class TernServer:
             atext += "\n"
         atext += "".join(line + "\n" for line in aliases)
         self.aliases_file.write_text(atext, encoding="utf-8")
+        if EXAMPLE_USERS.exists():
+            self.users_file.write_text(EXAMPLE_USERS.read_text())
+            self.users_file.chmod(0o600)
         self.proc = None
         self.logs = []  # one Path per run
         self.problems = []  # non-zero exits etc., reported by the fixture

@@ -5,6 +5,7 @@ of a delivered Maildir file (the headers Tern adds, then the message as sent).
 
 import re
 import socket
+import ssl
 import time
 import uuid
 
@@ -25,6 +26,18 @@ def free_ports(n):
     finally:
         for s in socks:
             s.close()
+
+
+def client_tls_context(minimum=None, maximum=None):
+    """A TLS client context that does not verify the (self-signed) certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if minimum is not None:
+        ctx.minimum_version = minimum
+    if maximum is not None:
+        ctx.maximum_version = maximum
+    return ctx
 
 
 def new_token(label="m"):
@@ -100,13 +113,26 @@ def expect(reply, code, enhanced=None):
 class SMTPClient:
     """A line-exact SMTP client on a raw socket: send bytes, read replies."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=5.0, read_greeting=True):
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, read_greeting=True, tls=False,
+                 context=None):
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls:
+            self.sock = (context or client_tls_context()).wrap_socket(
+                self.sock, server_hostname=HOSTNAME)
         self.buf = b""
         self.eof = False
         self.greeting = self.reply() if read_greeting else None
+
+    def starttls(self, context=None):
+        """STARTTLS, expect 220, and run the TLS handshake (what the server sent
+        after its 220 in plaintext, if anything, is returned, not kept)."""
+        expect(self.cmd("STARTTLS"), 220)
+        stray, self.buf = self.buf, b""
+        self.sock = (context or client_tls_context()).wrap_socket(
+            self.sock, server_hostname=HOSTNAME)
+        return stray
 
     def __enter__(self):
         return self

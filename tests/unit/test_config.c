@@ -332,6 +332,7 @@ static void test_listeners(void **state)
     (void)state;
     struct config_diags d = {0};
     struct config *c = parse("submissions_listen = [::1]:4650\n"
+                             "tls_cert_file = c.pem\ntls_key_file = k.pem\n"
                              "mx_listen = 127.0.0.1:2525, [::1]:02525\n"
                              "submission_listen = 0.0.0.0:587 [::]:587\n",
                              &d);
@@ -362,11 +363,22 @@ static void test_listeners(void **state)
     config_diags_free(&d);
 
     /* ...but one role is enough. */
-    c = parse("submissions_listen = 127.0.0.1:465\n", &d);
+    c = parse("submissions_listen = 127.0.0.1:465\ntls_cert_file = c.pem\ntls_key_file = k.pem\n",
+              &d);
     assert_non_null(c);
     assert_int_equal(c->nlisten, 1);
     assert_string_equal(config_role_name(c->listen[0].role), "submissions");
     config_free(c);
+
+    /* Implicit TLS needs a certificate; the two files go together. */
+    c = parse("submissions_listen = 127.0.0.1:465\n", &d);
+    assert_null(c);
+    assert_non_null(strstr(d.v[0].msg, "submissions_listen needs"));
+    config_diags_free(&d);
+    c = parse("mx_listen = 127.0.0.1:25\ntls_cert_file = c.pem\n", &d);
+    assert_null(c);
+    assert_non_null(strstr(d.v[0].msg, "together"));
+    config_diags_free(&d);
 
     /* The same address twice, also written differently. */
     c = parse("mx_listen = [::1]:25\nsubmission_listen = [0:0::1]:25\n", &d);

@@ -23,7 +23,8 @@
 #define X_8BIT 0x2
 #define X_UTF8 0x4
 #define X_DSN 0x8
-#define X_ALL 0xf
+#define X_AUTH 0x10
+#define X_ALL 0x1f
 
 struct mail_case {
     const char *in;
@@ -104,7 +105,7 @@ static const struct mail_case mail_cases[] = {
      SMTP_BODY_8BITMIME, true, SMTP_RET_HDRS, "id-1"},
     {"  SIZE=4096   BODY=7BIT  ", X_ALL, 0, NULL, true, 4096, SMTP_BODY_7BIT, false, SMTP_RET_NONE,
      NULL},
-    MBAD("AUTH=<>", X_ALL, 555, "5.5.4"),
+    MBAD("XAUTH=<>", X_ALL, 555, "5.5.4"),
     MBAD("XFOO", X_ALL, 555, "5.5.4"),
     MBAD("X-FOO=bar", X_ALL, 555, "5.5.4"),
     MBAD("NOTIFY=NEVER", X_ALL, 555, "5.5.4"), /* a RCPT parameter */
@@ -115,12 +116,25 @@ static const struct mail_case mail_cases[] = {
     MBAD("SIZE=1=2", X_ALL, 501, "5.5.4"),
     MBAD("SIZE=\xc3\xa9", X_ALL, 501, "5.5.4"),
     MBAD("SIZE=1\x01", X_ALL, 501, "5.5.4"),
+    /* AUTH= (RFC 4954 §5): only when AUTH is offered; "<>" or xtext */
+    {"AUTH=<>", X_ALL, 0, NULL, false, 0, SMTP_BODY_NONE, false, SMTP_RET_NONE, NULL},
+    {"AUTH=demo+40example.test SIZE=10", X_ALL, 0, NULL, true, 10, SMTP_BODY_NONE, false,
+     SMTP_RET_NONE, NULL},
+    MBAD("AUTH=<>", X_ALL & ~X_AUTH, 555, "5.5.4"),
+    MBAD("AUTH=", X_ALL, 501, "5.5.4"),
+    MBAD("AUTH", X_ALL, 501, "5.5.4"),
+    MBAD("AUTH=a+4", X_ALL, 501, "5.5.4"),
+    MBAD("AUTH=a=b", X_ALL, 501, "5.5.4"),
+    MBAD("AUTH=<> AUTH=<>", X_ALL, 501, "5.5.4"),
 };
 
 static struct smtp_ext ext_of(unsigned m)
 {
-    struct smtp_ext e = {
-        .size = m & X_SIZE, .eightbit = m & X_8BIT, .smtputf8 = m & X_UTF8, .dsn = m & X_DSN};
+    struct smtp_ext e = {.size = m & X_SIZE,
+                         .eightbit = m & X_8BIT,
+                         .smtputf8 = m & X_UTF8,
+                         .dsn = m & X_DSN,
+                         .auth = m & X_AUTH};
     return e;
 }
 
