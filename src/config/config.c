@@ -434,6 +434,7 @@ static const struct key_def keys[] = {
     {"tls_ciphersuites", KT_STRING, F(tls_ciphersuites), 0, 0, 0, NULL, 0},
     {"users_file", KT_PATH_OPT, F(users_file), 0, 0, 0, NULL, 0},
     {"sender_login_maps", KT_PATH_OPT, F(sender_login_maps), 0, 0, 0, NULL, 0},
+    {"mx_auth", KT_BOOL, F(mx_auth), 0, 0, 0, NULL, 0},
     {"auth_plaintext_loopback", KT_BOOL, F(auth_plaintext_loopback), 0, 0, 0, NULL, 0},
     {"auth_workers", KT_COUNT, F(auth_workers), 2, 1, 64, NULL, 0},
     {"auth_delay_after", KT_COUNT, F(auth_delay_after), 2, 0, 1000, NULL, 0},

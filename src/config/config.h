@@ -89,6 +89,7 @@ struct config {
     /* SMTP AUTH and submission */
     char *users_file;                /* user store; NULL: nobody can authenticate */
     char *sender_login_maps;         /* which logins may use which sender addresses; NULL: own */
+    bool mx_auth;                  /* offer AUTH on mx listeners too (after TLS); default no */
     bool auth_plaintext_loopback;    /* allow AUTH without TLS from loopback clients; default no */
     size_t auth_workers;             /* password-check threads; default 2 */
     size_t auth_delay_after;         /* failures on a connection before replies slow down; 2 */

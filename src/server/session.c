@@ -363,7 +363,7 @@ static void tx_begin_content(struct session *s, bool bdat)
     smtp_data_init(&t->dec, bdat, (enum smtp_newline)s->cfg->bare_newline, s->cfg->max_text_line,
                    s->cfg->max_header_count);
     buf_init(&t->pending, 2 * APPEND_SIZE + 2 * FEED_SIZE + 4096);
-    if (s->auth_user && s->role != ROLE_MX) {
+    if (s->auth_user) {
         t->msa = true;
         t->hdr = xmalloc(sizeof *t->hdr);
         smtp_hdr_init(t->hdr);
@@ -547,11 +547,12 @@ static bool starttls_offered(const struct session *s)
     return s->env->deps->tls && !s->tls && s->role != ROLE_SUBMISSIONS;
 }
 
-/* AUTH is offered on the submission listeners inside TLS (or, when
-   auth_plaintext_loopback allows it, to loopback clients), with a user store. */
+/* AUTH is offered on the submission listeners (and on mx with mx_auth) inside
+   TLS, or, when auth_plaintext_loopback allows it, to loopback clients; only
+   with a user store. */
 static bool auth_offered(const struct session *s)
 {
-    if (s->role == ROLE_MX || !s->env->deps->users)
+    if ((s->role == ROLE_MX && !s->cfg->mx_auth) || !s->env->deps->users)
         return false;
     return s->tls_ready || (s->cfg->auth_plaintext_loopback && s->loopback);
 }
@@ -1078,7 +1079,7 @@ static void auth_result(struct session *s, enum sasl_status st, const char *chal
 static void cmd_auth(struct session *s, const char *arg, size_t len)
 {
     const struct userdb *db = s->env->deps->users;
-    if (s->role == ROLE_MX || !db) {
+    if ((s->role == ROLE_MX && !s->cfg->mx_auth) || !db) {
         reply(s, 502, "5.5.1", "Command not implemented");
         return;
     }

@@ -530,3 +530,24 @@ def test_user_rate_limits(tern):
     expect(c.cmd("RSET"), 250)
     expect(c.cmd("MAIL FROM:<%s>" % USER), 450, "4.7.1")
     c.quit()
+
+
+def test_mx_auth(tern):
+    """mx_auth = yes: AUTH on port 25 after STARTTLS, local mail still open."""
+    srv = tern({"mx_auth": "yes"})
+    c = SMTPClient(srv.mx_port)
+    assert "AUTH" not in ehlo_keywords(c.ehlo())
+    token = new_token("mx-open")
+    expect(c.send_message("a@example.org", ["postmaster@example.test"],
+                          make_message(token, rcpt="postmaster@example.test")), 250)
+    c.starttls()
+    assert ehlo_auth_mechs(c.ehlo())[:2] == ["PLAIN", "LOGIN"]
+    expect(c.cmd("MAIL FROM:<a@example.org>"), 250)
+    expect(c.cmd("RCPT TO:<victim@remote.example>"), 554, "5.7.1")
+    expect(c.cmd("RSET"), 250)
+    expect(c.cmd("AUTH PLAIN " + plain(USER, PASSWORD), timeout=10), 235)
+    expect(c.cmd("MAIL FROM:<a@example.org>"), 553, "5.7.1")
+    expect(c.cmd("MAIL FROM:<%s>" % USER), 250)
+    expect(c.cmd("RCPT TO:<victim@remote.example>"), 250)
+    c.quit()
+    srv.wait_token(token)
