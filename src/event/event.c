@@ -34,6 +34,7 @@ struct ev_loop {
     struct event_base *base;
     struct event *signals[8]; /* signal events owned by the loop */
     size_t nsignals;
+    bool stop; /* ev_loop_stop was called */
 };
 
 struct ev_timer {
@@ -104,11 +105,22 @@ void ev_loop_free(struct ev_loop *loop)
 
 int ev_loop_run(struct ev_loop *loop)
 {
-    return event_base_dispatch(loop->base) < 0 ? -1 : 0;
+    /* One pass at a time, so that the log lines of a pass go out in one write. */
+    loop->stop = false;
+    while (!loop->stop) {
+        int r = event_base_loop(loop->base, EVLOOP_ONCE);
+        log_flush();
+        if (r < 0)
+            return -1;
+        if (r == 1)
+            break; /* no events left */
+    }
+    return 0;
 }
 
 void ev_loop_stop(struct ev_loop *loop)
 {
+    loop->stop = true;
     event_base_loopbreak(loop->base);
 }
 
