@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # bench.sh - build Tern for release and measure it against Postfix.
 #
-#   sudo bench/bench.sh [--quick] [--only tern|postfix] [--persistent] [--keep] [--json FILE]
+#   sudo bench/bench.sh [--quick] [--only tern|postfix] [--only-submission|--no-submission]
+#                       [--persistent] [--keep] [--json FILE]
 #
 # Installs what it needs (scripts/install-deps.sh --test: Postfix brings
-# smtp-source), builds build-release/tern, then runs bench/bench.py, which
-# starts Tern and a private Postfix instance on loopback, drives both with
-# smtp-source and prints the table. A Tern that fails to build or start is
-# reported and Postfix is still measured. See bench/README.md.
+# smtp-source, Dovecot the SASL server of Postfix's submission service),
+# builds build-release/tern and build-release/tls-source (bench/tls-source.c,
+# the STARTTLS + AUTH load client), then runs bench/bench.py, which starts Tern
+# and a private Postfix instance on loopback, drives both with smtp-source (mx)
+# and tls-source (submission) and prints the tables. A Tern that fails to build
+# or start is reported and Postfix is still measured. See bench/README.md.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,4 +35,14 @@ if [ "$only" != postfix ]; then
 	fi
 fi
 
-exec /usr/bin/python3 bench/bench.py --repo "$root" ${tern_bin:+--tern "$tern_bin"} "$@"
+tls_source=""
+mkdir -p build-release
+if ${CC:-cc} -std=c17 -O2 -Wall -Wextra -pthread -o build-release/tls-source bench/tls-source.c \
+	-lssl -lcrypto; then
+	tls_source=build-release/tls-source
+else
+	echo "bench: building bench/tls-source.c FAILED; bench.py will try again" >&2
+fi
+
+exec /usr/bin/python3 bench/bench.py --repo "$root" ${tern_bin:+--tern "$tern_bin"} \
+	${tls_source:+--tls-source "$tls_source"} "$@"
