@@ -365,22 +365,25 @@ bool cfg_valid_address(const char *s, size_t len)
  */
 
 enum key_type {
-    KT_HOSTNAME,  /* a domain name; empty: unset (config_load asks the system) */
-    KT_LISTEN,    /* host:port list of one role */
-    KT_DOMAINS,   /* local_domains */
-    KT_MAILBOXES, /* mailboxes */
-    KT_PATH,      /* a path; empty: the default */
-    KT_PATH_OPT,  /* a path; empty: none (NULL) */
-    KT_TRUSTED,   /* CIDR list */
-    KT_NEWLINE,   /* reject | normalize */
-    KT_LOGLEVEL,  /* error | warn | info | debug */
-    KT_TLSVER,    /* TLSv1.2 | TLSv1.3 */
-    KT_BOOL,      /* yes | no */
-    KT_STRING,    /* one word; empty: the default (sdef, may be NULL) */
-    KT_SIZE64,    /* uint64_t octets, K/M/G suffixes */
-    KT_SIZE,      /* size_t octets, K/M/G suffixes */
-    KT_COUNT,     /* size_t, plain digits */
-    KT_TIME,      /* uint32_t seconds, s/m/h/d suffixes */
+    KT_HOSTNAME,   /* a domain name; empty: unset (config_load asks the system) */
+    KT_LISTEN,     /* host:port list of one role */
+    KT_DOMAINS,    /* local_domains */
+    KT_MAILBOXES,  /* mailboxes */
+    KT_PATH,       /* a path; empty: the default */
+    KT_PATH_OPT,   /* a path; empty: none (NULL) */
+    KT_TRUSTED,    /* CIDR list */
+    KT_NEWLINE,    /* reject | normalize */
+    KT_LOGLEVEL,   /* error | warn | info | debug */
+    KT_TLSVER,     /* TLSv1.2 | TLSv1.3 */
+    KT_BOOL,       /* yes | no */
+    KT_STRING,     /* one word; empty: the default (sdef, may be NULL) */
+    KT_PORT,       /* uint32_t 1 to 65535 */
+    KT_DNSPREFER,  /* ipv6 | ipv4 */
+    KT_FORWARDERS, /* list of address[@port] */
+    KT_SIZE64,     /* uint64_t octets, K/M/G suffixes */
+    KT_SIZE,       /* size_t octets, K/M/G suffixes */
+    KT_COUNT,      /* size_t, plain digits */
+    KT_TIME,       /* uint32_t seconds, s/m/h/d suffixes */
 };
 
 struct key_def {
@@ -443,6 +446,11 @@ static const struct key_def keys[] = {
     {"auth_failure_window", KT_TIME, F(auth_failure_window), 3600, 1, 86400, NULL, 0},
     {"user_message_rate", KT_COUNT, F(user_message_rate), 1000, 0, 10000000, NULL, 0},
     {"user_recipient_rate", KT_COUNT, F(user_recipient_rate), 5000, 0, 10000000, NULL, 0},
+    {"dns_forwarders", KT_FORWARDERS, F(dns_forwarders), 0, 0, 0, NULL, 0},
+    {"dns_trust_anchor", KT_PATH_OPT, F(dns_trust_anchor), 0, 0, 0, NULL, 0},
+    {"dns_prefer", KT_DNSPREFER, F(dns_prefer), CONFIG_DNS_PREFER_IPV6, 0, 0, NULL, 0},
+    {"dns_timeout", KT_TIME, F(dns_timeout), 30, 1, 600, NULL, 0},
+    {"outbound_port", KT_PORT, F(outbound_port), 25, 1, 65535, NULL, 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -459,6 +467,7 @@ static const char *const newline_names[] = {"reject", "normalize"};
 static const char *const loglevel_names[] = {"error", "warn", "info", "debug"};
 static const char *const tlsver_names[] = {"TLSv1.2", "TLSv1.3"};
 static const char *const bool_names[] = {"no", "yes"};
+static const char *const prefer_names[] = {"ipv6", "ipv4"};
 
 /* The names of an enumerated key's values, their count, and how an error lists them. */
 static const char *const *enum_names(enum key_type t, size_t *n, const char **list)
@@ -476,6 +485,10 @@ static const char *const *enum_names(enum key_type t, size_t *n, const char **li
         *n = 2;
         *list = "yes, no";
         return bool_names;
+    case KT_DNSPREFER:
+        *n = 2;
+        *list = "ipv6, ipv4";
+        return prefer_names;
     default:
         *n = 4;
         *list = "error, warn, info, debug";
@@ -639,11 +652,13 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
         *(size_t *)(void *)f = (size_t)v;
         break;
     case KT_TIME:
+    case KT_PORT:
         *(uint32_t *)(void *)f = (uint32_t)v;
         break;
     case KT_NEWLINE:
     case KT_LOGLEVEL:
     case KT_TLSVER:
+    case KT_DNSPREFER:
         *(int *)(void *)f = (int)v;
         break;
     case KT_BOOL:
@@ -676,9 +691,9 @@ static void do_number(struct parser *p, const struct key_def *k, const char *s, 
     if (k->type == KT_TIME) {
         r = parse_scaled(s, n, "smhd", time_mult, &v);
         what = "a time (digits with an optional s, m, h or d suffix)";
-    } else if (k->type == KT_COUNT) {
+    } else if (k->type == KT_COUNT || k->type == KT_PORT) {
         r = parse_scaled(s, n, "", NULL, &v);
-        what = "a number";
+        what = k->type == KT_PORT ? "a port number" : "a number";
     } else {
         r = parse_scaled(s, n, "kmg", size_mult, &v);
         what = "a size (digits with an optional K, M or G suffix)";
@@ -904,6 +919,35 @@ static void do_domains(struct parser *p, const struct key_def *k, const struct c
     p->cfg->local_domains = list;
 }
 
+/* dns_forwarders: numeric addresses, each with an optional "@port" (libunbound's
+   syntax, kept as written). */
+static void do_forwarders(struct parser *p, const struct key_def *k, const struct cfg_lline *l,
+                          size_t voff)
+{
+    struct config_list list = {0, NULL};
+    size_t pos = voff, off, n;
+    while (cfg_next_token(l, &pos, &off, &n)) {
+        const char *s = l->s + off;
+        const char *at = memchr(s, '@', n);
+        size_t alen = at ? (size_t)(at - s) : n;
+        unsigned char addr[16];
+        uint64_t port = 53;
+        bool ok = parse_ip(s, alen, addr) != 0;
+        if (ok && at)
+            ok = parse_u64(at + 1, n - alen - 1, &port) && port >= 1 && port <= 65535;
+        if (!ok) {
+            cfg_error(&p->dc, cfg_lline_line(l, off),
+                      "%s: \"%.*s%s\" is not a numeric address with an optional @port", k->name,
+                      CFG_EX(s, n));
+            continue;
+        }
+        list.v = xrealloc(list.v, (list.n + 1) * sizeof *list.v);
+        list.v[list.n++] = xstrndup(s, n);
+    }
+    list_free(&p->cfg->dns_forwarders);
+    p->cfg->dns_forwarders = list;
+}
+
 static void do_mailboxes(struct parser *p, const struct key_def *k, const struct cfg_lline *l,
                          size_t voff)
 {
@@ -981,6 +1025,9 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_TRUSTED:
         do_trusted(p, k, l, voff);
         return;
+    case KT_FORWARDERS:
+        do_forwarders(p, k, l, voff);
+        return;
     default:
         break;
     }
@@ -1011,6 +1058,7 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_LOGLEVEL:
     case KT_TLSVER:
     case KT_BOOL:
+    case KT_DNSPREFER:
         do_enum(p, k, v, vlen, line);
         break;
     default:
@@ -1034,6 +1082,8 @@ static void set_defaults(struct config *cfg)
         case KT_LOGLEVEL:
         case KT_TLSVER:
         case KT_BOOL:
+        case KT_DNSPREFER:
+        case KT_PORT:
         case KT_SIZE64:
         case KT_SIZE:
         case KT_COUNT:
@@ -1239,6 +1289,8 @@ void config_free(struct config *cfg)
     free(cfg->tls_ciphersuites);
     free(cfg->users_file);
     free(cfg->sender_login_maps);
+    list_free(&cfg->dns_forwarders);
+    free(cfg->dns_trust_anchor);
     free(cfg);
 }
 

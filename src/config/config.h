@@ -33,6 +33,9 @@ struct config_cidr {
     unsigned prefix;        /* prefix length */
 };
 
+/* dns_prefer: which address family of an MX host is tried first */
+enum config_dns_prefer { CONFIG_DNS_PREFER_IPV6 = 0, CONFIG_DNS_PREFER_IPV4 };
+
 /* tls_min_version */
 enum config_tls_version { CONFIG_TLS_1_2 = 0, CONFIG_TLS_1_3 };
 
@@ -89,7 +92,7 @@ struct config {
     /* SMTP AUTH and submission */
     char *users_file;                /* user store; NULL: nobody can authenticate */
     char *sender_login_maps;         /* which logins may use which sender addresses; NULL: own */
-    bool mx_auth;                  /* offer AUTH on mx listeners too (after TLS); default no */
+    bool mx_auth;                    /* offer AUTH on mx listeners too (after TLS); default no */
     bool auth_plaintext_loopback;    /* allow AUTH without TLS from loopback clients; default no */
     size_t auth_workers;             /* password-check threads; default 2 */
     size_t auth_delay_after;         /* failures on a connection before replies slow down; 2 */
@@ -98,6 +101,12 @@ struct config {
     uint32_t auth_failure_window;    /* seconds over which client failures count; 1h */
     size_t user_message_rate;        /* messages per user per hour; 0 = no limit; 1000 */
     size_t user_recipient_rate;      /* recipients per user per hour; 0 = no limit; 5000 */
+    /* relay: DNS and outbound connections */
+    struct config_list dns_forwarders; /* "addr[@port]" resolvers to ask; empty: recursion */
+    char *dns_trust_anchor;            /* root trust anchor file for DNSSEC; NULL: none */
+    uint32_t outbound_port;            /* port of remote MX hosts; default 25 */
+    int dns_prefer;                    /* enum config_dns_prefer; default ipv6 */
+    uint32_t dns_timeout;              /* seconds for one lookup; default 30 */
 };
 
 /* One parse error or warning, with where it was found. */

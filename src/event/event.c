@@ -186,6 +186,39 @@ void ev_timer_free(struct ev_timer *t)
     free(t);
 }
 
+/* ---- readable file descriptors ---- */
+
+struct ev_fd {
+    struct event *ev;
+    void (*cb)(void *arg);
+    void *arg;
+};
+
+static void on_fd(evutil_socket_t fd, short what, void *arg)
+{
+    struct ev_fd *f = arg;
+    f->cb(f->arg);
+}
+
+struct ev_fd *ev_fd_new(struct ev_loop *loop, int fd, void (*cb)(void *arg), void *arg)
+{
+    struct ev_fd *f = xcalloc(1, sizeof *f);
+    f->cb = cb;
+    f->arg = arg;
+    f->ev = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_fd, f);
+    if (!f->ev || event_add(f->ev, NULL) != 0)
+        panic("event_new failed for a watched descriptor");
+    return f;
+}
+
+void ev_fd_free(struct ev_fd *f)
+{
+    if (!f)
+        return;
+    event_free(f->ev);
+    free(f);
+}
+
 /* ---- async ---- */
 
 static void on_async(evutil_socket_t fd, short what, void *arg)

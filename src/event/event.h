@@ -22,6 +22,7 @@ struct ev_conn;
 struct ev_timer;
 struct ev_async;
 struct ev_workers;
+struct ev_fd;
 struct ssl_st;
 
 /* ---- loop ---- */
@@ -38,6 +39,12 @@ struct ev_timer *ev_timer_new(struct ev_loop *loop, void (*cb)(void *arg), void 
 void ev_timer_start(struct ev_timer *t, uint64_t ms);
 void ev_timer_stop(struct ev_timer *t);
 void ev_timer_free(struct ev_timer *t);
+
+/* ---- a descriptor another library owns (libunbound's) ---- */
+/* Call cb on the loop thread whenever fd is readable, until ev_fd_free. The
+   caller keeps owning fd. */
+struct ev_fd *ev_fd_new(struct ev_loop *loop, int fd, void (*cb)(void *arg), void *arg);
+void ev_fd_free(struct ev_fd *f);
 
 /* ---- wake the loop from another thread ---- */
 struct ev_async *ev_async_new(struct ev_loop *loop, void (*cb)(void *arg), void *arg);

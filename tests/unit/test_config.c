@@ -370,6 +370,27 @@ static void test_listeners(void **state)
     assert_string_equal(config_role_name(c->listen[0].role), "submissions");
     config_free(c);
 
+    /* Relay keys. */
+    c = parse("mx_listen = 127.0.0.1:25\ndns_forwarders = 127.0.0.1@5353 [::1]\n", &d);
+    assert_null(c); /* brackets are not libunbound's syntax */
+    config_diags_free(&d);
+    c = parse("mx_listen = 127.0.0.1:25\ndns_forwarders = 127.0.0.1@5353, ::1\n"
+              "outbound_port = 2526\ndns_prefer = ipv4\n",
+              &d);
+    assert_non_null(c);
+    assert_int_equal(c->dns_forwarders.n, 2);
+    assert_string_equal(c->dns_forwarders.v[0], "127.0.0.1@5353");
+    assert_int_equal(c->outbound_port, 2526);
+    assert_int_equal(c->dns_prefer, CONFIG_DNS_PREFER_IPV4);
+    assert_int_equal(c->dns_timeout, 30);
+    config_free(c);
+    c = parse("mx_listen = 127.0.0.1:25\noutbound_port = 0\n", &d);
+    assert_null(c);
+    config_diags_free(&d);
+    c = parse("mx_listen = 127.0.0.1:25\ndns_forwarders = 127.0.0.1@0\n", &d);
+    assert_null(c);
+    config_diags_free(&d);
+
     /* Implicit TLS needs a certificate; the two files go together. */
     c = parse("submissions_listen = 127.0.0.1:465\n", &d);
     assert_null(c);
