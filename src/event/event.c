@@ -64,6 +64,7 @@ struct ev_conn {
     size_t max_input; /* read high-water mark */
     uint32_t timeout; /* read timeout, seconds (0: none) */
     SSL *pending_ssl; /* STARTTLS waiting for the plaintext output to drain */
+    bool connecting;  /* ev_conn_connect: the TCP connection is not up yet */
     bool tls;         /* bev is an OpenSSL bufferevent */
     bool closing;     /* close_after_flush requested */
 };
@@ -329,8 +330,19 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct ev_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        if (c->ops->on_tls_ready && !c->closing)
+        if (c->connecting) {
+            /* The TCP connection of ev_conn_connect is up. */
+            c->connecting = false;
+            c->fd = bufferevent_getfd(c->bev);
+            bufferevent_set_timeouts(c->bev, NULL, NULL);
+            ev_conn_set_timeout(c, c->timeout);
+            int one = 1;
+            setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (c->ops->on_connect && !c->closing)
+                c->ops->on_connect(c->arg);
+        } else if (c->ops->on_tls_ready && !c->closing) {
             c->ops->on_tls_ready(c->arg);
+        }
         return;
     }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
@@ -361,7 +373,9 @@ static void conn_make_tls(struct ev_conn *c, SSL *ssl)
             log_info("event=starttls_discard octets=%zu", late);
         bufferevent_free(c->bev); /* created without BEV_OPT_CLOSE_ON_FREE */
     }
-    c->bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+    c->bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl,
+                                            SSL_is_server(ssl) ? BUFFEREVENT_SSL_ACCEPTING
+                                                               : BUFFEREVENT_SSL_CONNECTING,
                                             BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev)
         panic("bufferevent_openssl_socket_new failed");
@@ -402,6 +416,37 @@ struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_o
     if (!c->bev)
         panic("bufferevent_socket_new failed");
     conn_setup_bev(c);
+    return c;
+}
+
+struct ev_conn *ev_conn_connect(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
+                                const struct ev_conn_ops *ops, void *arg, size_t max_input,
+                                uint32_t connect_timeout)
+{
+    struct ev_conn *c = xcalloc(1, sizeof *c);
+    c->ops = ops;
+    c->arg = arg;
+    c->base = loop->base;
+    c->fd = -1;
+    c->max_input = max_input;
+    c->connecting = true;
+    /* Not BEV_OPT_CLOSE_ON_FREE, as for accepted sockets: STARTTLS replaces the
+       bufferevent on the same socket, and ev_conn_free closes it. */
+    c->bev = bufferevent_socket_new(loop->base, -1, 0);
+    if (!c->bev)
+        panic("bufferevent_socket_new failed");
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, max_input);
+    struct timeval tv = {.tv_sec = connect_timeout, .tv_usec = 0};
+    bufferevent_set_timeouts(c->bev, NULL, connect_timeout ? &tv : NULL);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)(uintptr_t)sa, (int)salen) < 0) {
+        /* Reported like any failure: through on_close, from the loop. */
+        c->fd = bufferevent_getfd(c->bev);
+        bufferevent_trigger_event(c->bev, BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+        return c;
+    }
+    c->fd = bufferevent_getfd(c->bev);
     return c;
 }
 

@@ -68,6 +68,7 @@ struct ev_conn_ops {
                                         another ev_conn call) */
     void (*on_timeout)(void *arg);   /* no input for the read timeout */
     void (*on_tls_ready)(void *arg); /* TLS handshake done (may be NULL) */
+    void (*on_connect)(void *arg);   /* ev_conn_connect: connected (may be NULL) */
 };
 
 /* The protocol and cipher of an established TLS connection. */
@@ -81,13 +82,19 @@ struct ev_tls_info {
    (reading pauses past it). */
 struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops, void *arg,
                             size_t max_input);
+/* An outbound connection to a numeric address: on_connect reports it up,
+   on_close a failure (refused, unreachable, connect_timeout seconds passed). */
+struct ev_conn *ev_conn_connect(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
+                                const struct ev_conn_ops *ops, void *arg, size_t max_input,
+                                uint32_t connect_timeout);
 /* The same over implicit TLS (RFC 8314): the server handshake runs first, and
    output written before it completes is sent after it. The conn owns ssl. */
 struct ev_conn *ev_conn_new_tls(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops,
                                 void *arg, size_t max_input, struct ssl_st *ssl);
 /* STARTTLS (RFC 3207): discard every buffered input octet (returns how many),
-   send what is queued (the 220) in plaintext, then run a server handshake on
-   the socket; on_tls_ready reports its end, on_close a failure. Owns ssl. */
+   send what is queued (the 220, or the client's STARTTLS) in plaintext, then
+   run the handshake on the socket, as a server or a client as ssl was made;
+   on_tls_ready reports its end, on_close a failure. Owns ssl. */
 size_t ev_conn_start_tls(struct ev_conn *c, struct ssl_st *ssl);
 bool ev_conn_is_tls(const struct ev_conn *c);
 /* False until the handshake is done. */
