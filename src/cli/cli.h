@@ -21,4 +21,10 @@ int cli_cert(int argc, char **argv);
    Exit status 0 done, 1 error, 2 bad usage. */
 int cli_user(int argc, char **argv);
 
+/* `tern resolve [-c FILE] [-H] NAME`: where mail for the domain NAME would
+   be relayed (MX hosts in order with their addresses), or the addresses of
+   the smarthost NAME with -H. Exit status 0 ok, 1 permanent failure or bad
+   configuration, 2 bad usage, 75 temporary failure. */
+int cli_resolve(int argc, char **argv);
+
 #endif

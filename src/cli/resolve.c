@@ -1,0 +1,137 @@
+/*
+ * resolve - `tern resolve [-c FILE] [-H] NAME`: where the relay would send
+ * mail for the domain NAME (RFC 5321 §5.1 with RFC 7505 null MX), resolved
+ * with the configuration's DNS settings (dns_forwarders, dns_trust_anchor,
+ * dns_prefer, dns_timeout) exactly as the relay does. With -H, NAME is a
+ * smarthost: its addresses only, no MX.
+ *
+ * Output: one status line, then one line per host in the order the relay
+ * tries them, with its preference, name and addresses (dns_prefer family
+ * first):
+ *
+ *     example.org status=ok implicit=no secure=no
+ *     10 mx1.example.org 2001:db8::25 192.0.2.25
+ *     20 mx2.example.org 192.0.2.26
+ *
+ *     example.net status=tempfail dsn=4.4.3 reason="SERVFAIL looking up MX for example.net"
+ *
+ * Exit status: 0 ok, 1 permanent failure (no such domain, null MX, no
+ * address) or a bad configuration, 2 bad usage, 75 (EX_TEMPFAIL) temporary
+ * failure.
+ */
+#include "cli/cli.h"
+#include "config/config.h"
+#include "dns/dns.h"
+#include "event/event.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define RESOLVE_DEFAULT_CONFIG "/etc/tern/tern.conf"
+#define RESOLVE_USAGE "usage: tern resolve [-c FILE] [-H] NAME\n"
+#define EXIT_TEMPFAIL 75
+
+/* What the one lookup of the command came to. */
+struct resolve_run {
+    struct ev_loop *loop;
+    int status; /* exit status */
+};
+
+static void resolve_on_nexthop(void *arg, const struct dns_nexthop *res)
+{
+    struct resolve_run *run = arg;
+    if (res->status == DNS_OK) {
+        printf("%s status=ok implicit=%s secure=%s\n", res->domain, res->implicit ? "yes" : "no",
+               res->secure ? "yes" : "no");
+        for (size_t i = 0; i < res->nhosts; i++) {
+            const struct dns_host *h = &res->hosts[i];
+            printf("%u %s", (unsigned)h->preference, h->name);
+            for (size_t k = 0; k < h->naddrs; k++) {
+                char addr[64];
+                dns_addr_format(&h->addrs[k], addr, sizeof addr);
+                printf(" %s", addr);
+            }
+            printf("\n");
+        }
+        run->status = 0;
+    } else {
+        printf("%s status=%s dsn=%s reason=\"%s\"\n", res->domain, dns_status_name(res->status),
+               dns_status_dsn(res->status), res->reason);
+        run->status = dns_status_temporary(res->status) ? EXIT_TEMPFAIL : 1;
+    }
+    fflush(stdout);
+    ev_loop_stop(run->loop);
+}
+
+int cli_resolve(int argc, char **argv)
+{
+    const char *file = RESOLVE_DEFAULT_CONFIG;
+    bool host = false;
+    int c;
+#ifdef __GLIBC__
+    optind = 0; /* full reset, in case getopt ran before */
+#else
+    optind = 1;
+#endif
+    opterr = 0;
+    while ((c = getopt(argc, argv, "+:c:Hh")) != -1) {
+        switch (c) {
+        case 'c':
+            file = optarg;
+            break;
+        case 'H':
+            host = true;
+            break;
+        case 'h':
+            printf(RESOLVE_USAGE);
+            return 0;
+        case ':':
+            fprintf(stderr, "tern resolve: option -%c needs an argument\n" RESOLVE_USAGE, optopt);
+            return 2;
+        default:
+            fprintf(stderr, "tern resolve: unknown option -%c\n" RESOLVE_USAGE, optopt);
+            return 2;
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, "tern resolve: give one NAME\n" RESOLVE_USAGE);
+        return 2;
+    }
+    const char *name = argv[optind];
+
+    struct config_diags diags = {0, NULL};
+    struct config *cfg = config_load(file, &diags);
+    for (size_t i = 0; i < diags.n; i++) {
+        if (diags.v[i].line)
+            fprintf(stderr, "%s:%u: %s\n", diags.v[i].file, diags.v[i].line, diags.v[i].msg);
+        else
+            fprintf(stderr, "%s: %s\n", diags.v[i].file, diags.v[i].msg);
+    }
+    config_diags_free(&diags);
+    if (!cfg) {
+        fprintf(stderr, "%s: configuration has errors\n", file);
+        return 1;
+    }
+
+    struct resolve_run run = {ev_loop_new(), 1};
+    char err[256] = "";
+    struct dns_resolver *r = run.loop ? dns_resolver_new(run.loop, cfg, err, sizeof err) : NULL;
+    if (!r) {
+        fprintf(stderr, "tern resolve: %s\n", run.loop ? err : "cannot create the event loop");
+    } else {
+        if (host)
+            dns_resolve_host(r, name, resolve_on_nexthop, &run);
+        else
+            dns_resolve_nexthop(r, name, resolve_on_nexthop, &run);
+        if (ev_loop_run(run.loop) != 0) {
+            fprintf(stderr, "tern resolve: the event loop failed\n");
+            run.status = EXIT_TEMPFAIL;
+        }
+    }
+    dns_resolver_free(r);
+    ev_loop_free(run.loop);
+    config_free(cfg);
+    return run.status;
+}
