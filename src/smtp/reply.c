@@ -237,8 +237,14 @@ enum smtp_reply_step smtp_reply_feed(struct smtp_reply *r, const char *s, size_t
             tlen--;
         }
     }
-    if (r->lines > 0)
-        text_append(r, "\n", 1);
+    if (r->lines > 0 && !r->truncated) {
+        if (r->text_len == SMTP_REPLY_TEXT_MAX) {
+            r->truncated = true;
+        } else {
+            r->text[r->text_len++] = '\n'; /* the join, not sanitized */
+            r->text[r->text_len] = '\0';
+        }
+    }
     text_append(r, t, tlen);
     r->lines++;
     if (last) {
