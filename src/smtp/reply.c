@@ -1,16 +1,20 @@
 /*
- * reply - format the replies Tern sends and parse the reply lines it reads.
+ * reply - format the replies Tern sends, and parse the replies the client
+ * side reads (smtp_reply_*, declared in client.h).
  *
  * RFCs: 5321 §4.2 (Reply-line: Reply-code [SP / "-" textstring] CRLF;
- * multi-line replies use "-" on every line but the last), §4.5.3.1.5 (a
- * reply line is at most 512 octets including CRLF), 2034 / 3463 (enhanced
- * status code after the reply code on every line).
+ * multi-line replies use "-" on every line but the last), §4.2.1 (reply
+ * code classes; 1yz is unused by SMTP), §4.5.3.1.5 (a reply line is at most
+ * 512 octets including CRLF), 2034 / 3463 (enhanced status code after the
+ * reply code on every line, its syntax).
  *
- * Pure: writes into the caller's buffer only. Control characters in the
- * text (a CR, say, from an echoed client string) are written as spaces, so
- * a reply can never be split or smuggled by its text.
+ * Pure: writes into the caller's buffer or struct only. Control characters in
+ * the text (a CR, say, from an echoed client string) are written as spaces,
+ * so a reply can never be split or smuggled by its text, and the parsed text
+ * of a peer's reply can go into a log line or a DSN header without a break.
  */
 #include "smtp/smtp.h"
+#include "smtp/client.h"
 
 #include <string.h>
 
@@ -118,4 +122,192 @@ bool smtp_reply_line_parse(const char *line_, size_t len, int *code, bool *last,
     *last = len == 3 || s[3] == ' ';
     *text = len > 3 ? s + 4 : s + 3;
     return true;
+}
+
+/* ---------------------------------------------------------------------
+ * The client side: multi-line replies with explicit bounds
+ */
+void smtp_reply_init(struct smtp_reply *r)
+{
+    r->code = 0;
+    r->enh[0] = '\0';
+    r->text[0] = '\0';
+    r->text_len = 0;
+    r->lines = 0;
+    r->truncated = false;
+    r->done = false;
+    r->malformed = false;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+bool smtp_enh_valid(const char *s, size_t len)
+{
+    if (len < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
+        return false;
+    size_t i = 2;
+    for (int part = 0; part < 2; part++) {
+        size_t start = i;
+        while (i < len && is_digit(s[i]))
+            i++;
+        size_t nd = i - start;
+        if (nd < 1 || nd > 3 || (nd > 1 && s[start] == '0'))
+            return false;
+        if (part == 0) {
+            if (i >= len || s[i] != '.')
+                return false;
+            i++;
+        }
+    }
+    return i == len;
+}
+
+/* Append to r->text, control characters as spaces, cutting at the limit
+   (never inside a UTF-8 sequence). */
+static void text_append(struct smtp_reply *r, const char *t, size_t n)
+{
+    if (r->truncated)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (r->text_len == SMTP_REPLY_TEXT_MAX) {
+            r->truncated = true;
+            /* Drop a UTF-8 sequence cut short at the end. */
+            size_t k = r->text_len, back = 0;
+            while (k > 0 && back < 4 && ((unsigned char)r->text[k - 1] & 0xC0) == 0x80) {
+                k--;
+                back++;
+            }
+            if (k > 0 && (unsigned char)r->text[k - 1] >= 0xC0) {
+                unsigned char lead = (unsigned char)r->text[k - 1];
+                size_t want = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : 1;
+                if (back < want)
+                    r->text_len = k - 1;
+            }
+            break;
+        }
+        unsigned char ch = (unsigned char)t[i];
+        r->text[r->text_len++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
+    }
+    r->text[r->text_len] = '\0';
+}
+
+static enum smtp_reply_step reply_bad(struct smtp_reply *r)
+{
+    r->malformed = true;
+    return SMTP_REPLY_MALFORMED;
+}
+
+enum smtp_reply_step smtp_reply_feed(struct smtp_reply *r, const char *s, size_t len)
+{
+    if (r->malformed || r->done)
+        return reply_bad(r);
+    if (len > SMTP_REPLY_LINE_MAX || len < 3 || s[0] < '2' || s[0] > '5' || !is_digit(s[1]) ||
+        !is_digit(s[2]))
+        return reply_bad(r);
+    int code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    if (r->lines > 0 && code != r->code)
+        return reply_bad(r);
+    if (len > 3 && s[3] != ' ' && s[3] != '-')
+        return reply_bad(r);
+    if (r->lines >= SMTP_REPLY_LINES_MAX)
+        return reply_bad(r);
+    bool last = len == 3 || s[3] == ' ';
+    const char *t = len > 3 ? s + 4 : s + 3;
+    size_t tlen = len > 3 ? len - 4 : 0;
+
+    /* The enhanced status code: the first word of the text. */
+    size_t w = 0;
+    while (w < tlen && t[w] != ' ')
+        w++;
+    if (r->lines == 0) {
+        r->code = code;
+        if (w < SMTP_ENH_MAX && smtp_enh_valid(t, w) && t[0] == s[0]) {
+            memcpy(r->enh, t, w);
+            r->enh[w] = '\0';
+        }
+    }
+    if (r->enh[0] != '\0' && w == strlen(r->enh) && memcmp(t, r->enh, w) == 0) {
+        t += w;
+        tlen -= w;
+        if (tlen > 0) {
+            t++;
+            tlen--;
+        }
+    }
+    if (r->lines > 0 && !r->truncated) {
+        if (r->text_len == SMTP_REPLY_TEXT_MAX) {
+            r->truncated = true;
+        } else {
+            r->text[r->text_len++] = '\n'; /* the join, not sanitized */
+            r->text[r->text_len] = '\0';
+        }
+    }
+    text_append(r, t, tlen);
+    r->lines++;
+    if (last) {
+        r->done = true;
+        return SMTP_REPLY_DONE;
+    }
+    return SMTP_REPLY_MORE;
+}
+
+enum smtp_outcome smtp_reply_outcome(int code)
+{
+    if (code >= 200 && code <= 299)
+        return SMTP_OUTCOME_OK;
+    if (code >= 300 && code <= 399)
+        return SMTP_OUTCOME_CONTINUE;
+    if (code >= 500 && code <= 599)
+        return SMTP_OUTCOME_BOUNCE;
+    return SMTP_OUTCOME_DEFER;
+}
+
+void smtp_reply_status(const struct smtp_reply *r, char *out)
+{
+    const char *s = "4.5.0";
+    if (r->done && !r->malformed) {
+        if (r->enh[0] != '\0')
+            s = r->enh;
+        else if (r->code / 100 == 2)
+            s = "2.0.0";
+        else if (r->code / 100 == 4)
+            s = "4.0.0";
+        else if (r->code / 100 == 5)
+            s = "5.0.0";
+    }
+    size_t n = strlen(s);
+    if (n >= SMTP_ENH_MAX)
+        n = SMTP_ENH_MAX - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+size_t smtp_reply_describe(const struct smtp_reply *r, char *out, size_t outlen)
+{
+    if (outlen == 0)
+        return 0;
+    char head[3 + 1 + SMTP_ENH_MAX + 1];
+    size_t h = 0, o = 0;
+    if (r->code >= 100 && r->code <= 999) {
+        head[h++] = (char)('0' + r->code / 100);
+        head[h++] = (char)('0' + r->code / 10 % 10);
+        head[h++] = (char)('0' + r->code % 10);
+        size_t el = strlen(r->enh);
+        if (el > 0) {
+            head[h++] = ' ';
+            memcpy(head + h, r->enh, el);
+            h += el;
+        }
+        if (r->text_len > 0)
+            head[h++] = ' ';
+    }
+    for (size_t i = 0; i < h && o + 1 < outlen; i++)
+        out[o++] = head[i];
+    for (size_t i = 0; i < r->text_len && o + 1 < outlen; i++)
+        out[o++] = r->text[i];
+    out[o] = '\0';
+    return o;
 }
