@@ -424,7 +424,7 @@ static bool header_len(const struct dsn_report *r, uint64_t *len)
             break;
     }
     if (ok) {
-        const char *e = h.len > 0 ? memmem(h.data, h.len, "\r\n\r\n", 4) : NULL;
+        const char *e = h.data != NULL && h.len > 0 ? memmem(h.data, h.len, "\r\n\r\n", 4) : NULL;
         if (h.len >= 2 && memcmp(h.data, "\r\n", 2) == 0) {
             *len = 0; /* no header section */
         } else if (e != NULL) {

@@ -148,8 +148,10 @@ void smtp_ehlo_parse(const struct smtp_reply *r, struct smtp_peer_ext *ext);
  *    bounces with 5.6.7 before sending: RFC 6531 §3.5);
  *  - RET= (when not SMTP_RET_NONE) and ENVID= (envid: xtext as received, or
  *    NULL) when the peer has DSN.
+ * ext NULL stands for a peer that advertised nothing (HELO).
  * Returns the length written (out NUL-terminated), or -1 when it does not fit
- * in outlen, or the sender holds a control character, or envid is not xtext.
+ * in outlen, or the sender holds a control character, or an envid to be
+ * passed on is not xtext.
  */
 long smtp_format_mail(char *out, size_t outlen, const char *sender, const struct smtp_peer_ext *ext,
                       uint64_t size, bool body_8bit, bool smtputf8, enum smtp_ret ret,
