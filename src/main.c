@@ -20,6 +20,8 @@
 #include "auth/senderlogin.h"
 #include "auth/userdb.h"
 #include "cli/cli.h"
+#include "deliver/relay.h"
+#include "dns/dns.h"
 #include "config/aliases.h"
 #include "config/config.h"
 #include "core/log.h"
@@ -68,6 +70,9 @@ struct daemon {
     struct userdb *users;         /* NULL without users_file */
     struct sender_login *senders; /* NULL without sender_login_maps */
     struct ev_workers *auth_workers;
+    struct dns_resolver *dns;      /* for the relay */
+    struct tls_client *tls_client; /* outbound STARTTLS */
+    struct relay *relay;
     struct ev_timer *reload_timer;    /* watches the user store and the map */
     struct stat users_st, senders_st; /* what was loaded */
 };
@@ -327,6 +332,14 @@ static int cmd_serve(int argc, char **argv)
     d.workers = ev_workers_new(d.loop, nworkers, DELIVERY_NICE);
     d.auth_workers = ev_workers_new(d.loop, d.cfg->auth_workers, 0);
     d.sched = sched_new(d.loop, d.workers, d.spool, d.cfg);
+    d.dns = dns_resolver_new(d.loop, d.cfg, err, sizeof err);
+    if (!d.dns)
+        fatal("event=fatal reason=\"cannot start the DNS resolver\" error=\"%s\"", err);
+    d.tls_client = tls_client_new(err, sizeof err);
+    if (!d.tls_client)
+        fatal("event=fatal reason=\"cannot create the TLS client context\" error=\"%s\"", err);
+    d.relay = relay_new(d.loop, d.dns, d.tls_client, d.cfg);
+    sched_set_relay(d.sched, d.relay);
     spool_foreach(d.spool, queue_message, &d);
 
     struct server_deps deps = {.loop = d.loop,
@@ -354,7 +367,10 @@ static int cmd_serve(int argc, char **argv)
     server_free(d.server);
     ev_workers_free(d.auth_workers);
     ev_workers_free(d.workers); /* joins; done callbacks record outcomes */
+    relay_free(d.relay);        /* jobs left end deferred, recorded by the scheduler */
     sched_free(d.sched);
+    dns_resolver_free(d.dns);
+    tls_client_free(d.tls_client);
     spool_close(d.spool); /* flushes everything appended */
     ev_timer_free(d.stop_timer);
     ev_timer_free(d.reload_timer);

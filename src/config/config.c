@@ -451,6 +451,11 @@ static const struct key_def keys[] = {
     {"dns_prefer", KT_DNSPREFER, F(dns_prefer), CONFIG_DNS_PREFER_IPV6, 0, 0, NULL, 0},
     {"dns_timeout", KT_TIME, F(dns_timeout), 30, 1, 600, NULL, 0},
     {"outbound_port", KT_PORT, F(outbound_port), 25, 1, 65535, NULL, 0},
+    {"outbound_timeout", KT_TIME, F(outbound_timeout), 300, 1, 3600, NULL, 0},
+    {"relay_concurrency", KT_COUNT, F(relay_concurrency), 100, 1, 10000, NULL, 0},
+    {"retry_min", KT_TIME, F(retry_min), 300, 1, 86400, NULL, 0},
+    {"retry_max", KT_TIME, F(retry_max), 4 * 3600, 1, 7 * 86400, NULL, 0},
+    {"queue_lifetime", KT_TIME, F(queue_lifetime), 5 * 86400, 60, 100 * 86400, NULL, 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

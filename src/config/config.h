@@ -107,6 +107,11 @@ struct config {
     uint32_t outbound_port;            /* port of remote MX hosts; default 25 */
     int dns_prefer;                    /* enum config_dns_prefer; default ipv6 */
     uint32_t dns_timeout;              /* seconds for one lookup; default 30 */
+    uint32_t outbound_timeout;         /* seconds to wait for each reply of a peer; 300 */
+    size_t relay_concurrency;          /* outbound SMTP sessions at once; default 100 */
+    uint32_t retry_min;                /* first wait before a retry; default 5 min */
+    uint32_t retry_max;                /* longest wait between attempts; default 4 h */
+    uint32_t queue_lifetime;           /* how long a message is retried; default 5 days */
 };
 
 /* One parse error or warning, with where it was found. */

@@ -322,8 +322,12 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         conn_switch_tls(c);
         return;
     }
-    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         c->ops->on_close(c->arg);
+        return;
+    }
+    if (!c->closing && c->ops->on_drain)
+        c->ops->on_drain(c->arg);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)

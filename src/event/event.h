@@ -69,6 +69,7 @@ struct ev_conn_ops {
     void (*on_timeout)(void *arg);   /* no input for the read timeout */
     void (*on_tls_ready)(void *arg); /* TLS handshake done (may be NULL) */
     void (*on_connect)(void *arg);   /* ev_conn_connect: connected (may be NULL) */
+    void (*on_drain)(void *arg);     /* queued output has been sent (may be NULL) */
 };
 
 /* The protocol and cipher of an established TLS connection. */

@@ -4,17 +4,21 @@
  * Every recipient of a live message is in one of these places: final in the
  * journal (delivered, bounced, expired), waiting in the ready queue, being
  * delivered by a worker (in flight), waiting in the retry list until its next
- * attempt time, or deferred for want of a transport (recipients in other
- * domains until the relay transport exists: they stay queued, never dropped,
- * never bounced). A message is removed from the spool when all its recipients
- * are final.
+ * attempt time. Recipients in other domains are grouped per message and
+ * domain into relay items, which go the same way through their own ready
+ * queue and retry list to the SMTP delivery agent (deliver/relay.c), at most
+ * relay_concurrency at once. A recipient still deferred queue_lifetime after
+ * its message arrived expires. A message is removed from the spool when all
+ * its recipients are final.
  */
 #include "sched/sched.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "deliver/maildir.h"
+#include "deliver/relay.h"
 #include "event/event.h"
 #include "server/policy.h"
+#include "smtp/smtp.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,6 +28,7 @@
 #define RETRY_MIN 60         /* seconds before the first retry of a local delivery */
 #define RETRY_MAX (4 * 3600) /* longest wait between attempts */
 #define BATCH_MAX 16         /* deliveries handed to one worker at once */
+#define RELAY_RCPT_MAX 100   /* recipients of one message sent in one transaction */
 
 /* One delivery of one recipient of one message. */
 struct item {
@@ -45,6 +50,23 @@ struct batch {
     struct item *items[BATCH_MAX];
 };
 
+/* Recipients of one message at one domain, relayed together. */
+struct relay_item {
+    struct relay_item *next;
+    struct sched *s;
+    spool_id id;
+    char *domain;
+    size_t n;
+    size_t *idx; /* recipient indexes in the envelope, RELAY_RCPT_MAX at most */
+    int64_t due; /* unix seconds of the next attempt */
+    /* while in flight (copies: the envelope may change meanwhile) */
+    struct relay_job job;
+    struct relay_rcpt *rc; /* n entries */
+    char *sender, *envid;
+    char **addr, **orcpt; /* n entries each */
+    struct spool_body *body;
+};
+
 struct sched {
     struct ev_loop *loop;
     struct ev_workers *workers;
@@ -56,6 +78,10 @@ struct sched {
     struct ev_timer *retry_timer;
     size_t in_flight;
     bool stopped;
+    struct relay *relay;                      /* NULL: no relay transport */
+    struct relay_item *rready, **rready_tail; /* relay items to start */
+    struct relay_item *rretry;                /* relay items waiting for their next attempt */
+    size_t relay_in_flight;
 };
 
 uint32_t sched_backoff(uint32_t attempts, uint32_t min_s, uint32_t max_s)
@@ -107,14 +133,43 @@ static void ready_push(struct sched *s, struct item *it)
     s->nready++;
 }
 
+static void relay_item_free(struct relay_item *ri)
+{
+    if (!ri)
+        return;
+    spool_body_close(ri->body);
+    free(ri->domain);
+    free(ri->sender);
+    free(ri->envid);
+    for (size_t i = 0; ri->addr && i < ri->n; i++) {
+        free(ri->addr[i]);
+        free(ri->orcpt[i]);
+    }
+    free(ri->addr);
+    free(ri->orcpt);
+    free(ri->rc);
+    free(ri->idx);
+    free(ri);
+}
+
+static void rready_push(struct sched *s, struct relay_item *ri)
+{
+    ri->next = NULL;
+    *s->rready_tail = ri;
+    s->rready_tail = &ri->next;
+}
+
 static void retry_arm(struct sched *s)
 {
-    if (!s->retry)
+    if (!s->retry && !s->rretry)
         return;
-    int64_t first = s->retry->due;
+    int64_t first = s->retry ? s->retry->due : s->rretry->due;
     for (struct item *it = s->retry; it; it = it->next)
         if (it->due < first)
             first = it->due;
+    for (struct relay_item *ri = s->rretry; ri; ri = ri->next)
+        if (ri->due < first)
+            first = ri->due;
     int64_t now = now_real_us() / 1000000;
     ev_timer_start(s->retry_timer, first > now ? (uint64_t)(first - now) * 1000 : 0);
 }
@@ -131,6 +186,16 @@ static void on_retry_timer(void *arg)
             ready_push(s, it);
         } else {
             pp = &it->next;
+        }
+    }
+    struct relay_item **rp = &s->rretry;
+    while (*rp) {
+        struct relay_item *ri = *rp;
+        if (ri->due <= now) {
+            *rp = ri->next;
+            rready_push(s, ri);
+        } else {
+            rp = &ri->next;
         }
     }
     retry_arm(s);
@@ -202,8 +267,165 @@ static void deliver_done(void *arg)
     sched_dispatch(s);
 }
 
+/* ---- relay ---- */
+
+static void relay_done(void *arg, struct relay_job *job)
+{
+    struct relay_item *ri = arg;
+    struct sched *s = ri->s;
+    s->relay_in_flight--;
+    spool_body_close(ri->body);
+    ri->body = NULL;
+    spool_id id = ri->id;
+    int64_t now = now_real_us() / 1000000;
+    const struct spool_envelope *env = spool_get(s->sp, id);
+    struct relay_item *again = NULL;
+    for (size_t k = 0; env && k < ri->n; k++) {
+        size_t idx = ri->idx[k];
+        if (idx >= env->nrcpt)
+            continue;
+        const struct relay_rcpt *rc = &ri->rc[k];
+        uint32_t attempts = env->rcpt[idx].attempts + 1;
+        double delay = (double)(now - env->arrival);
+        char status[700];
+        snprintf(status, sizeof status, "dsn=%s %s", rc->dsn, rc->text);
+        const char *word;
+        if (rc->result == RELAY_SENT) {
+            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_DELIVERED, attempts, 0, status);
+            word = "sent";
+        } else if (rc->result == RELAY_BOUNCED) {
+            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_BOUNCED, attempts, 0, status);
+            word = "bounced";
+        } else if (now - env->arrival >= (int64_t)s->cfg->queue_lifetime) {
+            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_EXPIRED, attempts, 0, status);
+            word = "expired";
+        } else {
+            uint32_t wait = sched_backoff(attempts, s->cfg->retry_min, s->cfg->retry_max);
+            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_DEFERRED, attempts, now + wait, status);
+            word = "deferred";
+            if (!again) {
+                again = xcalloc(1, sizeof *again);
+                again->s = s;
+                again->id = id;
+                again->domain = xstrdup(ri->domain);
+                again->due = now + wait;
+                again->idx = xcalloc(ri->n, sizeof *again->idx);
+            }
+            again->idx[again->n++] = idx;
+        }
+        log_info("qid=%016" PRIX64 " to=<%s> relay=%s delay=%.0f dsn=%s status=%s (%s)", id,
+                 ri->addr[k], job->relay_desc, delay, rc->dsn, word, rc->text);
+        env = spool_get(s->sp, id);
+    }
+    relay_item_free(ri);
+    if (again) {
+        again->next = s->rretry;
+        s->rretry = again;
+        retry_arm(s);
+    }
+    sched_maybe_remove(s, id);
+    sched_dispatch(s);
+}
+
+static void relay_dispatch(struct sched *s)
+{
+    while (!s->stopped && s->relay && s->rready && s->relay_in_flight < s->cfg->relay_concurrency) {
+        struct relay_item *ri = s->rready;
+        s->rready = ri->next;
+        if (!s->rready)
+            s->rready_tail = &s->rready;
+        ri->next = NULL;
+        const struct spool_envelope *env = spool_get(s->sp, ri->id);
+        ri->body = env ? spool_body_open(s->sp, ri->id) : NULL;
+        if (!ri->body) {
+            relay_item_free(ri);
+            continue;
+        }
+        ri->sender = xstrdup(env->sender);
+        ri->envid = env->envid ? xstrdup(env->envid) : NULL;
+        ri->rc = xcalloc(ri->n, sizeof *ri->rc);
+        ri->addr = xcalloc(ri->n, sizeof *ri->addr);
+        ri->orcpt = xcalloc(ri->n, sizeof *ri->orcpt);
+        size_t n = 0;
+        for (size_t k = 0; k < ri->n; k++) {
+            size_t idx = ri->idx[k];
+            if (idx >= env->nrcpt || rcpt_final(env->rcpt[idx].state))
+                continue;
+            ri->idx[n] = idx;
+            ri->addr[n] = xstrdup(env->rcpt[idx].addr);
+            ri->orcpt[n] = env->rcpt[idx].orcpt ? xstrdup(env->rcpt[idx].orcpt) : NULL;
+            ri->rc[n].addr = ri->addr[n];
+            ri->rc[n].orcpt = ri->orcpt[n];
+            ri->rc[n].notify = env->rcpt[idx].notify;
+            n++;
+        }
+        ri->n = n;
+        if (n == 0) {
+            relay_item_free(ri);
+            continue;
+        }
+        struct relay_job *j = &ri->job;
+        j->id = ri->id;
+        j->sender = ri->sender;
+        j->domain = ri->domain;
+        j->ret = env->ret;
+        j->envid = ri->envid;
+        j->body_8bit = env->body == SMTP_BODY_8BITMIME;
+        j->smtputf8 = env->smtputf8;
+        j->body = ri->body;
+        j->nrcpt = n;
+        j->rcpt = ri->rc;
+        j->done = relay_done;
+        j->arg = ri;
+        s->relay_in_flight++;
+        relay_start(s->relay, j);
+    }
+}
+
+/* Queue the recipients of message id that are in other domains, per domain. */
+static void relay_queue_message(struct sched *s, spool_id id, const struct spool_envelope *env,
+                                int64_t now)
+{
+    bool *taken = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof *taken);
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        const struct spool_rcpt *r = &env->rcpt[i];
+        if (taken[i] || rcpt_final(r->state) || policy_is_local(s->cfg, r->addr))
+            continue;
+        const char *dom = strrchr(r->addr, '@');
+        dom = dom ? dom + 1 : "";
+        struct relay_item *ri = xcalloc(1, sizeof *ri);
+        ri->s = s;
+        ri->id = id;
+        ri->domain = xstrdup(dom);
+        ascii_lower(ri->domain);
+        ri->idx = xcalloc(RELAY_RCPT_MAX, sizeof *ri->idx);
+        int64_t due = 0;
+        for (size_t j = i; j < env->nrcpt && ri->n < RELAY_RCPT_MAX; j++) {
+            const struct spool_rcpt *q = &env->rcpt[j];
+            const char *d = strrchr(q->addr, '@');
+            if (taken[j] || rcpt_final(q->state) || !d || !ascii_ieq(d + 1, ri->domain) ||
+                policy_is_local(s->cfg, q->addr))
+                continue;
+            taken[j] = true;
+            ri->idx[ri->n++] = j;
+            if (q->next_attempt > due)
+                due = q->next_attempt;
+        }
+        ri->idx = xrealloc(ri->idx, ri->n * sizeof *ri->idx);
+        if (due > now) {
+            ri->due = due;
+            ri->next = s->rretry;
+            s->rretry = ri;
+        } else {
+            rready_push(s, ri);
+        }
+    }
+    free(taken);
+}
+
 static void sched_dispatch(struct sched *s)
 {
+    relay_dispatch(s);
     /* Spread what is ready over the workers, at most BATCH_MAX a batch. */
     size_t nworkers = ev_workers_threads(s->workers);
     while (!s->stopped && s->ready && s->in_flight < s->cfg->delivery_concurrency) {
@@ -253,11 +475,11 @@ void sched_message_queued(struct sched *s, spool_id id)
         if (rcpt_final(r->state))
             continue;
         if (!policy_is_local(s->cfg, r->addr)) {
-            if (r->state == SPOOL_RCPT_PENDING) {
+            if (!s->relay && r->state == SPOOL_RCPT_PENDING) {
                 spool_set_rcpt(s->sp, id, i, SPOOL_RCPT_DEFERRED, r->attempts, 0,
-                               "dsn=4.4.1 no transport for other domains yet");
+                               "dsn=4.4.1 no transport for other domains");
                 log_info("qid=%016" PRIX64 " to=<%s> relay=none delay=0 dsn=4.4.1 "
-                         "status=deferred (no transport for other domains yet; kept in queue)",
+                         "status=deferred (no transport for other domains; kept in queue)",
                          id, r->addr);
                 env = spool_get(s->sp, id);
             }
@@ -277,6 +499,9 @@ void sched_message_queued(struct sched *s, spool_id id)
             ready_push(s, it);
         }
     }
+    env = spool_get(s->sp, id);
+    if (s->relay && env)
+        relay_queue_message(s, id, env, now);
     retry_arm(s);
     sched_maybe_remove(s, id);
     sched_dispatch(s);
@@ -291,19 +516,29 @@ struct sched *sched_new(struct ev_loop *loop, struct ev_workers *workers, struct
     s->sp = sp;
     s->cfg = cfg;
     s->ready_tail = &s->ready;
+    s->rready_tail = &s->rready;
     s->retry_timer = ev_timer_new(loop, on_retry_timer, s);
     return s;
 }
 
+void sched_set_relay(struct sched *s, struct relay *relay)
+{
+    s->relay = relay;
+}
+
 size_t sched_in_flight(const struct sched *s)
 {
-    return s->in_flight;
+    return s->in_flight + s->relay_in_flight;
 }
 
 void sched_stop(struct sched *s)
 {
     s->stopped = true;
     ev_timer_stop(s->retry_timer);
+    /* Relay sessions can last minutes: end them now, their recipients deferred
+       (they are retried after the restart). */
+    if (s->relay)
+        relay_cancel_all(s->relay);
 }
 
 void sched_free(struct sched *s)
@@ -320,6 +555,16 @@ void sched_free(struct sched *s)
         struct item *it = s->retry;
         s->retry = it->next;
         item_free(it);
+    }
+    while (s->rready) {
+        struct relay_item *ri = s->rready;
+        s->rready = ri->next;
+        relay_item_free(ri);
+    }
+    while (s->rretry) {
+        struct relay_item *ri = s->rretry;
+        s->rretry = ri->next;
+        relay_item_free(ri);
     }
     ev_timer_free(s->retry_timer);
     free(s);

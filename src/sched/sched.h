@@ -1,10 +1,11 @@
 /*
  * sched - the queue manager: decides, for every live message in the spool,
  * which recipients to deliver now, hands local deliveries to the Maildir
- * delivery agent in worker threads (bounded concurrency), records each
- * outcome in the journal, retries temporary failures with backoff, keeps
- * recipients in other domains deferred until the relay transport exists, and
- * removes a message from the spool once every recipient is final.
+ * delivery agent in worker threads (bounded concurrency), hands recipients in
+ * other domains to the SMTP relay, records each outcome in the journal,
+ * retries temporary failures with backoff (retry_min doubling to retry_max,
+ * until queue_lifetime), and removes a message from the spool once every
+ * recipient is final.
  *
  * Loop thread only. Delivery log lines follow STYLE habit 10:
  * "qid=Q to=<..> relay=maildir delay=.. dsn=2.0.0 status=sent (...)".
@@ -24,6 +25,9 @@ struct sched;
 
 struct sched *sched_new(struct ev_loop *loop, struct ev_workers *workers, struct spool *sp,
                         const struct config *cfg);
+struct relay;
+/* Deliver recipients in other domains through relay (NULL: keep them queued). */
+void sched_set_relay(struct sched *s, struct relay *relay);
 /* A message became live (committed and durable, or recovered at start). */
 void sched_message_queued(struct sched *s, spool_id id);
 /* Deliveries in flight. */

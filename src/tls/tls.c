@@ -14,6 +14,7 @@
  * directory is fsynced.
  */
 #include "tls/tls.h"
+#include "core/log.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -154,6 +155,49 @@ void tls_server_free(struct tls_server *t)
         return;
     SSL_CTX_free(t->ctx);
     free(t);
+}
+
+/* ---- client side (outbound SMTP) ---- */
+
+struct tls_client {
+    SSL_CTX *ctx; /* our reference; each SSL made from it holds its own */
+};
+
+struct tls_client *tls_client_new(char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        ssl_error(err, errlen, NULL, "cannot create a TLS client context");
+        return NULL;
+    }
+    /* Opportunistic TLS (RFC 7435): encrypt whenever the peer offers it, verify
+       nothing (an MX's certificate name cannot be checked without DANE or
+       MTA-STS); TLS 1.2 at least, as on the server side. */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    struct tls_client *t = xcalloc(1, sizeof *t);
+    t->ctx = ctx;
+    return t;
+}
+
+void tls_client_free(struct tls_client *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->ctx);
+    free(t);
+}
+
+struct ssl_st *tls_client_ssl_new(struct tls_client *t, const char *servername)
+{
+    SSL *ssl = SSL_new(t->ctx);
+    if (!ssl)
+        panic("SSL_new failed");
+    if (servername && *servername)
+        SSL_set_tlsext_host_name(ssl, servername);
+    return ssl;
 }
 
 struct ssl_st *tls_server_ssl_new(struct tls_server *t)

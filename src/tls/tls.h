@@ -50,4 +50,14 @@ int tls_cert_info_read(const char *cert_file, struct tls_cert_info *info, char *
 int tls_selfsigned_create(const char *hostname, const char *cert_file, const char *key_file,
                           char *err, size_t errlen);
 
+/*
+ * The client side of outbound SMTP: one context for every connection,
+ * opportunistic (RFC 7435): TLS 1.2 or later, certificates not verified.
+ */
+struct tls_client;
+struct tls_client *tls_client_new(char *err, size_t errlen);
+void tls_client_free(struct tls_client *t);
+/* A new client-side SSL object (SNI set to servername when given). */
+struct ssl_st *tls_client_ssl_new(struct tls_client *t, const char *servername);
+
 #endif

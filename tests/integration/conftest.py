@@ -34,6 +34,28 @@ PROBE = REPO.parent / "shared" / "probe" / "smtp_probe.py"
 
 SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:")
 
+_UNREACHABLE_DNS = None
+
+
+def unreachable_dns():
+    """A DNS server on loopback that answers SERVFAIL to everything: the default
+    resolver of every server a test starts, so that mail for other domains is
+    deferred at once (the relay's destination is unreachable) instead of
+    waiting for lookups of the real Internet. Tests of the relay give
+    dns_forwarders of their own."""
+    global _UNREACHABLE_DNS
+    if _UNREACHABLE_DNS is None:
+        from dns_server import DNSTestServer
+
+        class ServfailDNS(DNSTestServer):
+            def _answer(self, request):
+                reply = request.reply()
+                reply.header.rcode = 2  # SERVFAIL
+                return reply
+
+        _UNREACHABLE_DNS = ServfailDNS().start()
+    return _UNREACHABLE_DNS
+
 
 def tern_bin():
     """The binary under test: $TERN_BIN (relative to the cwd, else to the repo)."""
@@ -81,6 +103,7 @@ class TernServer:
             "users_file": str(self.users_file),
             "tls_cert_file": str(self.dir / "tls" / "cert.pem"),
             "tls_key_file": str(self.dir / "tls" / "key.pem"),
+            "dns_forwarders": unreachable_dns().forwarder,
         }
         for k, v in (overrides or {}).items():
             settings[k] = v

@@ -1,0 +1,246 @@
+"""The relay transport: mail for other domains goes to the MX hosts found in
+DNS, over SMTP, with retries.
+
+A real DNS server on loopback (dns_server.DNSTestServer, python3-dnslib)
+serves the test zones; the remote MX hosts are python3-aiosmtpd servers on
+distinct loopback addresses (127.0.0.2, 127.0.0.3, ...) on one port, which is
+Tern's `outbound_port`. Mail enters Tern from a trusted client on its mx
+listener, so that it may relay.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from aiosmtpd.controller import Controller
+
+from dns_server import DNSTestServer
+from tern_helpers import SMTPClient, expect, free_ports, make_message, new_token
+
+SENDER = "alice@example.org"
+
+
+class Peer:
+    """An scripted remote MX: records every transaction; rcpt_reply(addr)
+    and data_reply() may return an SMTP reply to refuse."""
+
+    def __init__(self, host, port, **kw):
+        self.host, self.port = host, port
+        self.transactions = []  # (mail_from, [rcpts], content bytes)
+        self.rcpt_reply = lambda addr: None
+        self.data_reply = lambda: None
+        self.sessions = 0
+        self.lock = threading.Lock()
+        self.ctrl = Controller(self, hostname=host, port=port, **kw)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.lock:
+            self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        r = self.rcpt_reply(address)
+        if r:
+            return r
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        r = self.data_reply()
+        if r:
+            return r
+        with self.lock:
+            self.transactions.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                      envelope.original_content or envelope.content))
+        return "250 2.0.0 Ok: queued by peer"
+
+    def start(self):
+        self.ctrl.start()
+        return self
+
+    def stop(self):
+        self.ctrl.stop()
+
+    def wait(self, n=1, timeout=10):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if len(self.transactions) >= n:
+                    return list(self.transactions)
+            time.sleep(0.05)
+        raise AssertionError("%s: %d transaction(s) after %ss, expected %d"
+                             % (self.host, len(self.transactions), timeout, n))
+
+
+@pytest.fixture
+def world():
+    """DNS zones, a port for the remote MX hosts, and a way to start peers."""
+    port = free_ports(1)[0]
+    records = {
+        "remote.test": [("MX", (10, "mx1.remote.test")), ("MX", (20, "mx2.remote.test"))],
+        "mx1.remote.test": [("A", "127.0.0.2")],
+        "mx2.remote.test": [("A", "127.0.0.3")],
+        "implicit.test": [("A", "127.0.0.4")],
+        "nullmx.test": [("MX", (0, "."))],
+        "broken.test": [("MX", (10, "mx1.remote.test"))],
+    }
+    dns = DNSTestServer(records, {"broken.test": "servfail"}).start()
+    peers = []
+
+    class World:
+        pass
+
+    w = World()
+    w.dns, w.port = dns, port
+
+    def peer(host, **kw):
+        p = Peer(host, port, **kw).start()
+        peers.append(p)
+        return p
+
+    w.peer = peer
+    w.overrides = {"dns_forwarders": dns.forwarder, "outbound_port": str(port),
+                   "trusted_networks": "127.0.0.1/32", "retry_min": "1s", "retry_max": "2s"}
+    yield w
+    for p in peers:
+        p.stop()
+    dns.stop()
+
+
+def send(srv, rcpts, token=None, body=None):
+    token = token or new_token("relay")
+    msg = make_message(token, rcpt=rcpts[0], body=body or b"Relayed by the test suite.\r\n")
+    c = SMTPClient(srv.mx_port)
+    c.ehlo()
+    expect(c.send_message(SENDER, rcpts, msg), 250)
+    c.quit()
+    return token, msg
+
+
+def test_delivers_to_lowest_preference_mx(tern, world):
+    mx1, mx2 = world.peer("127.0.0.2"), world.peer("127.0.0.3")
+    srv = tern(world.overrides)
+    token, msg = send(srv, ["bob@remote.test"])
+    (mail_from, rcpts, content), = mx1.wait()
+    assert mail_from == SENDER and rcpts == ["bob@remote.test"]
+    assert ("X-Tern-Test: %s" % token).encode() in content
+    assert content.endswith(msg.split(b"\r\n\r\n", 1)[1])
+    assert content.startswith(b"Received: ")
+    assert mx2.transactions == []
+    srv.wait_log(r"to=<bob@remote\.test> relay=mx1\.remote\.test\[127\.0\.0\.2\]:%d delay=\d+ "
+                 r"dsn=2\.0\.0 status=sent" % world.port)
+    srv.wait_log(r"event=removed")
+
+
+def test_falls_back_to_next_mx(tern, world):
+    mx2 = world.peer("127.0.0.3")  # nothing listens on 127.0.0.2
+    srv = tern(world.overrides)
+    send(srv, ["bob@remote.test"])
+    mx2.wait()
+    srv.wait_log(r"event=relay_attempt_failed host=mx1\.remote\.test\[127\.0\.0\.2\]")
+    srv.wait_log(r"to=<bob@remote\.test> relay=mx2\.remote\.test\[127\.0\.0\.3\]:\d+ .*status=sent")
+
+
+def test_implicit_mx(tern, world):
+    p = world.peer("127.0.0.4")
+    srv = tern(world.overrides)
+    send(srv, ["carol@implicit.test"])
+    p.wait()
+    srv.wait_log(r"to=<carol@implicit\.test> relay=implicit\.test\[127\.0\.0\.4\]:\d+ .*status=sent")
+
+
+def test_null_mx_and_nxdomain_bounce(tern, world):
+    srv = tern(world.overrides)
+    send(srv, ["x@nullmx.test"])
+    send(srv, ["y@nowhere.test"])
+    srv.wait_log(r"to=<x@nullmx\.test> relay=none delay=\d+ dsn=5\.1\.10 status=bounced")
+    srv.wait_log(r"to=<y@nowhere\.test> relay=none delay=\d+ dsn=5\.1\.2 status=bounced")
+
+
+def test_servfail_is_retried(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    srv = tern(world.overrides)
+    send(srv, ["d@broken.test"])
+    srv.wait_log(r"to=<d@broken\.test> relay=none delay=\d+ dsn=4\.4\.3 status=deferred")
+    world.dns.set_behaviour("broken.test", None)
+    mx1.wait(timeout=15)
+    srv.wait_log(r"to=<d@broken\.test> relay=mx1\.remote\.test.*status=sent", timeout=10)
+
+
+def test_4xx_then_success_and_5xx_bounce(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    state = {"n": 0}
+
+    def rcpt_reply(addr):
+        if addr.startswith("later@"):
+            state["n"] += 1
+            return "451 4.3.0 try again later" if state["n"] == 1 else None
+        if addr.startswith("nosuch@"):
+            return "550 5.1.1 no such user here"
+        return None
+
+    mx1.rcpt_reply = rcpt_reply
+    srv = tern(world.overrides)
+    send(srv, ["later@remote.test", "nosuch@remote.test"])
+    srv.wait_log(r"to=<nosuch@remote\.test> relay=mx1\.remote\.test\S+ delay=\d+ dsn=5\.1\.1 "
+                 r"status=bounced \(host mx1\.remote\.test\[127\.0\.0\.2\] said: 550 5\.1\.1 "
+                 r"no such user here")
+    srv.wait_log(r"to=<later@remote\.test> relay=mx1\.remote\.test\S+ delay=\d+ dsn=4\.3\.0 "
+                 r"status=deferred")
+    mx1.wait(timeout=15)
+    srv.wait_log(r"to=<later@remote\.test> relay=mx1\.remote\.test\S+ .*status=sent", timeout=10)
+    srv.wait_log(r"event=removed")
+
+
+def test_twenty_recipients_one_transaction(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    srv = tern(world.overrides)
+    rcpts = ["r%02d@remote.test" % i for i in range(20)]
+    send(srv, rcpts)
+    (mail_from, got, content), = mx1.wait()
+    assert sorted(got) == rcpts
+    time.sleep(0.5)
+    assert len(mx1.transactions) == 1
+
+
+def test_dot_stuffing_round_trip(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    srv = tern(world.overrides)
+    body = b".leading dot\r\n..two dots\r\n.\r\nend\r\n"
+    token, msg = send(srv, ["bob@remote.test"], body=body)
+    (_, _, content), = mx1.wait()
+    assert content.endswith(body)
+
+
+def test_starttls_to_peer(tern, world, tmp_path):
+    import ssl
+    import subprocess
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                    "/CN=mx1.remote.test", "-days", "2", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    mx1 = world.peer("127.0.0.2", tls_context=ctx)
+    srv = tern(world.overrides)
+    send(srv, ["bob@remote.test"])
+    mx1.wait()
+    srv.wait_log(r"event=relay_tls host=mx1\.remote\.test\[127\.0\.0\.2\] version=TLSv1\.[23]")
+
+
+def test_retry_schedule_survives_restart(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    mx1.rcpt_reply = lambda addr: "421 4.7.0 not now"
+    over = dict(world.overrides, retry_min="3s", retry_max="3s")
+    srv = tern(over)
+    send(srv, ["eve@remote.test"])
+    srv.wait_log(r"to=<eve@remote\.test> .*status=deferred")
+    srv.stop()
+    mx1.rcpt_reply = lambda addr: None
+    srv.start()
+    assert srv.recovered_count() == 1
+    mx1.wait(timeout=15)
+    srv.wait_log(r"to=<eve@remote\.test> .*status=sent", timeout=10)
