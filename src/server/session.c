@@ -1400,7 +1400,8 @@ static void on_tls_ready(void *arg)
              s->tlsinfo.version, s->tlsinfo.cipher, s->tlsinfo.bits);
 }
 
-static const struct ev_conn_ops conn_ops = {on_read, on_close, on_timeout, on_tls_ready, NULL, NULL};
+static const struct ev_conn_ops conn_ops = {on_read,      on_close, on_timeout,
+                                            on_tls_ready, NULL,     NULL};
 
 static bool sockaddr_is_loopback(const struct sockaddr *sa)
 {
