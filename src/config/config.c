@@ -455,7 +455,7 @@ static const struct key_def keys[] = {
     {"relay_concurrency", KT_COUNT, F(relay_concurrency), 100, 1, 10000, NULL, 0},
     {"retry_min", KT_TIME, F(retry_min), 300, 1, 86400, NULL, 0},
     {"retry_max", KT_TIME, F(retry_max), 4 * 3600, 1, 7 * 86400, NULL, 0},
-    {"queue_lifetime", KT_TIME, F(queue_lifetime), 5 * 86400, 60, 100 * 86400, NULL, 0},
+    {"queue_lifetime", KT_TIME, F(queue_lifetime), 5 * 86400, 1, 100 * 86400, NULL, 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -14,12 +14,15 @@
 #include "sched/sched.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "deliver/dsn.h"
 #include "deliver/maildir.h"
 #include "deliver/relay.h"
 #include "event/event.h"
 #include "server/policy.h"
+#include "core/buf.h"
 #include "smtp/smtp.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,17 +214,151 @@ static void deliver_work(void *arg)
     maildir_deliver_batch(d, b->n);
 }
 
+/* ---- bounces ---- */
+
+/* One recipient that failed, for a report. */
+struct bounce_rcpt {
+    const char *addr, *orcpt, *status, *remote_mta, *diagnostic;
+    unsigned notify;
+    enum dsn_action action;
+};
+
+static ssize_t body_read(void *arg, uint64_t off, void *buf, size_t n)
+{
+    return spool_body_read(arg, off, buf, n);
+}
+
+static void bounce_committed(void *arg, spool_id id, int error)
+{
+    struct sched *s = arg;
+    if (error) {
+        log_error("qid=%016" PRIX64 " event=bounce_commit_failed error=\"%s\"", id,
+                  strerror(error));
+        return;
+    }
+    sched_message_queued(s, id);
+}
+
+/*
+ * Report failed recipients of message id to its sender (RFC 3464 / 3461):
+ * compose the report and queue it as a new message from <>. It is committed
+ * before the caller records the recipients as final, so the journal never
+ * holds a finished original without its report. Returns the report's queue id
+ * (0 when none was due or it could not be made, which is logged).
+ */
+static spool_id sched_bounce(struct sched *s, spool_id id, const struct spool_envelope *env,
+                             struct spool_body *body, const struct bounce_rcpt *br, size_t n)
+{
+    struct dsn_rcpt *dr = xcalloc(n ? n : 1, sizeof *dr);
+    size_t k = 0;
+    int64_t now = now_real_us() / 1000000;
+    for (size_t i = 0; i < n && k < DSN_RCPT_MAX; i++) {
+        if (!dsn_should_report(br[i].notify, br[i].action))
+            continue;
+        dr[k].addr = br[i].addr;
+        dr[k].orcpt = br[i].orcpt;
+        dr[k].action = br[i].action;
+        dr[k].status = br[i].status;
+        dr[k].remote_mta = br[i].remote_mta;
+        dr[k].diagnostic = br[i].diagnostic;
+        dr[k].last_attempt = now;
+        k++;
+    }
+    spool_id rid = 0;
+    enum dsn_route route = dsn_route(env->sender, s->cfg->hostname);
+    if (k == 0 || route == DSN_ROUTE_DROP) {
+        if (k && route == DSN_ROUTE_DROP)
+            log_warn("qid=%016" PRIX64 " event=bounce_dropped reason=\"a report to the "
+                     "postmaster failed\"",
+                     id);
+        free(dr);
+        return 0;
+    }
+    char to[SMTP_PATH_MAX + 8], from[SMTP_PATH_MAX + 8] = "";
+    if (route == DSN_ROUTE_POSTMASTER) {
+        snprintf(to, sizeof to, "postmaster@%s",
+                 s->cfg->local_domains.n ? s->cfg->local_domains.v[0] : s->cfg->hostname);
+        snprintf(from, sizeof from, "%s@%s", DSN_DOUBLE_BOUNCE, s->cfg->hostname);
+    } else {
+        snprintf(to, sizeof to, "%s", env->sender);
+    }
+    rid = spool_new_id(s->sp);
+    char unique[40], qid[20];
+    snprintf(unique, sizeof unique, "%016" PRIX64 ".%" PRId64, rid, now);
+    snprintf(qid, sizeof qid, "%016" PRIX64, id);
+    struct dsn_report rep = {.hostname = s->cfg->hostname,
+                             .to = to,
+                             .unique = unique,
+                             .queue_id = qid,
+                             .envid = env->envid,
+                             .ret = (enum smtp_ret)env->ret,
+                             .smtputf8 = env->smtputf8,
+                             .arrival = env->arrival,
+                             .now = now,
+                             .nrcpt = k,
+                             .rcpt = dr,
+                             .orig_size = body ? spool_body_size(body) : 0,
+                             .read = body_read,
+                             .read_arg = body,
+                             .return_max = DSN_RETURN_MAX};
+    struct buf out;
+    buf_init(&out, DSN_RETURN_MAX + DSN_HEADERS_MAX + 1024 * 1024);
+    unsigned flags = 0;
+    int r = body ? dsn_compose(&rep, &out, &flags) : -1;
+    free(dr);
+    if (r == 0)
+        r = spool_append(s->sp, rid, out.data, out.len);
+    if (r == 0) {
+        struct spool_rcpt rc = {.addr = to, .notify = SMTP_NOTIFY_NEVER};
+        struct spool_envelope benv = {.sender = from,
+                                      .body = (flags & DSN_OUT_8BIT) ? SMTP_BODY_8BITMIME
+                                                                     : SMTP_BODY_NONE,
+                                      .smtputf8 = (flags & DSN_OUT_8BIT) && env->smtputf8,
+                                      .helo = s->cfg->hostname,
+                                      .client_addr = "local",
+                                      .listener = "bounce",
+                                      .arrival = now,
+                                      .size = out.len,
+                                      .nrcpt = 1,
+                                      .rcpt = &rc};
+        r = spool_commit(s->sp, rid, &benv, bounce_committed, s);
+    }
+    buf_free(&out);
+    if (r != 0) {
+        spool_abort(s->sp, rid);
+        log_error("qid=%016" PRIX64 " event=bounce_failed reason=\"cannot compose or queue the "
+                  "report\"",
+                  id);
+        return 0;
+    }
+    log_info("qid=%016" PRIX64 " event=bounce bounce_qid=%016" PRIX64 " to=<%s> nrcpt=%zu", id, rid,
+             to, k);
+    return rid;
+}
+
 /* Record the outcome of one delivery. */
 static void deliver_outcome(struct sched *s, struct item *it)
 {
     spool_id id = it->id;
-    spool_body_close(it->body);
-    it->body = NULL;
     const struct spool_envelope *env = spool_get(s->sp, it->id);
     if (!env || it->idx >= env->nrcpt) {
         item_free(it);
         return;
     }
+    if (it->md.error != 0 && it->md.permanent) {
+        char diag[400];
+        snprintf(diag, sizeof diag, "local delivery failed: %s", it->md.text);
+        struct bounce_rcpt br = {.addr = it->mailbox,
+                                 .orcpt = env->rcpt[it->idx].orcpt,
+                                 .status = "5.3.0",
+                                 .diagnostic = diag,
+                                 .notify = env->rcpt[it->idx].notify,
+                                 .action = DSN_ACTION_FAILED};
+        sched_bounce(s, id, env, it->body, &br, 1);
+        env = spool_get(s->sp, it->id);
+    }
+    spool_body_close(it->body);
+    it->body = NULL;
     const struct spool_rcpt *r = &env->rcpt[it->idx];
     uint32_t attempts = r->attempts + 1;
     int64_t now = now_real_us() / 1000000;
@@ -269,16 +406,56 @@ static void deliver_done(void *arg)
 
 /* ---- relay ---- */
 
+/* "host[addr]:port" -> "host" for Remote-MTA. */
+static void relay_host(const char *desc, char *out, size_t outlen)
+{
+    size_t n = strcspn(desc, "[");
+    if (strcmp(desc, "none") == 0 || n == 0 || n >= outlen) {
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, desc, n);
+    out[n] = '\0';
+}
+
 static void relay_done(void *arg, struct relay_job *job)
 {
     struct relay_item *ri = arg;
     struct sched *s = ri->s;
     s->relay_in_flight--;
-    spool_body_close(ri->body);
-    ri->body = NULL;
     spool_id id = ri->id;
     int64_t now = now_real_us() / 1000000;
     const struct spool_envelope *env = spool_get(s->sp, id);
+    char remote[300];
+    relay_host(job->relay_desc, remote, sizeof remote);
+    /* First the report for the recipients that failed for good, so that it is
+       in the journal before their final states. */
+    struct bounce_rcpt *br = xcalloc(ri->n ? ri->n : 1, sizeof *br);
+    char(*status)[32] = xcalloc(ri->n ? ri->n : 1, sizeof *status);
+    size_t nb = 0;
+    for (size_t k = 0; env && k < ri->n; k++) {
+        const struct relay_rcpt *rc = &ri->rc[k];
+        bool expired =
+            rc->result == RELAY_DEFERRED && now - env->arrival >= (int64_t)s->cfg->queue_lifetime;
+        if (rc->result != RELAY_BOUNCED && !expired)
+            continue;
+        snprintf(status[nb], sizeof status[nb], "%s", expired ? "4.4.7" : rc->dsn);
+        br[nb].addr = rc->addr;
+        br[nb].orcpt = rc->orcpt;
+        br[nb].notify = rc->notify;
+        br[nb].status = expired && rc->dsn[0] == '4' ? rc->dsn : status[nb];
+        br[nb].remote_mta = remote[0] ? remote : NULL;
+        br[nb].diagnostic = rc->text;
+        br[nb].action = DSN_ACTION_FAILED;
+        nb++;
+    }
+    if (nb)
+        sched_bounce(s, id, env, ri->body, br, nb);
+    free(br);
+    free(status);
+    spool_body_close(ri->body);
+    ri->body = NULL;
+    env = spool_get(s->sp, id);
     struct relay_item *again = NULL;
     for (size_t k = 0; env && k < ri->n; k++) {
         size_t idx = ri->idx[k];
@@ -287,21 +464,21 @@ static void relay_done(void *arg, struct relay_job *job)
         const struct relay_rcpt *rc = &ri->rc[k];
         uint32_t attempts = env->rcpt[idx].attempts + 1;
         double delay = (double)(now - env->arrival);
-        char status[700];
-        snprintf(status, sizeof status, "dsn=%s %s", rc->dsn, rc->text);
+        char st[700];
+        snprintf(st, sizeof st, "dsn=%s %s", rc->dsn, rc->text);
         const char *word;
         if (rc->result == RELAY_SENT) {
-            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_DELIVERED, attempts, 0, status);
+            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_DELIVERED, attempts, 0, st);
             word = "sent";
         } else if (rc->result == RELAY_BOUNCED) {
-            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_BOUNCED, attempts, 0, status);
+            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_BOUNCED, attempts, 0, st);
             word = "bounced";
         } else if (now - env->arrival >= (int64_t)s->cfg->queue_lifetime) {
-            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_EXPIRED, attempts, 0, status);
+            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_EXPIRED, attempts, 0, st);
             word = "expired";
         } else {
             uint32_t wait = sched_backoff(attempts, s->cfg->retry_min, s->cfg->retry_max);
-            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_DEFERRED, attempts, now + wait, status);
+            spool_set_rcpt(s->sp, id, idx, SPOOL_RCPT_DEFERRED, attempts, now + wait, st);
             word = "deferred";
             if (!again) {
                 again = xcalloc(1, sizeof *again);

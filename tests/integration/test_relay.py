@@ -244,3 +244,86 @@ def test_retry_schedule_survives_restart(tern, world):
     assert srv.recovered_count() == 1
     mx1.wait(timeout=15)
     srv.wait_log(r"to=<eve@remote\.test> .*status=sent", timeout=10)
+
+
+def local_send(srv, sender, rcpts, params=""):
+    token = new_token("bounce")
+    msg = make_message(token, sender=sender or "nobody@example.org", rcpt=rcpts[0])
+    c = SMTPClient(srv.mx_port)
+    c.ehlo()
+    expect(c.cmd("MAIL FROM:<%s>" % sender), 250)
+    for r in rcpts:
+        expect(c.cmd("RCPT TO:<%s>%s" % (r, params)), 250)
+    expect(c.cmd("DATA"), 354)
+    from tern_helpers import dot_stuff
+    c.send(dot_stuff(msg))
+    expect(c.reply(), 250)
+    c.quit()
+    return token
+
+
+def report_parts(data):
+    """The delivered report parsed: (message, per-message fields, [per-recipient fields])."""
+    import email
+    import email.policy
+    m = email.message_from_bytes(data, policy=email.policy.compat32)
+    assert m.get_content_type() == "multipart/report", m.get_content_type()
+    assert m.get_param("report-type") == "delivery-status"
+    parts = m.get_payload()
+    assert parts[0].get_content_type() == "text/plain"
+    assert parts[1].get_content_type() == "message/delivery-status"
+    blocks = parts[1].get_payload()
+    return m, parts, blocks[0], blocks[1:]
+
+
+def test_5xx_bounce_reaches_local_sender(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    mx1.rcpt_reply = lambda addr: "550 5.1.1 <%s>: no such user here" % addr
+    srv = tern(world.overrides)
+    token = local_send(srv, "demo@example.test", ["nosuch@remote.test"])
+    srv.wait_log(r"to=<nosuch@remote\.test> .*dsn=5\.1\.1 status=bounced")
+    srv.wait_log(r"event=bounce bounce_qid=[0-9A-F]{16} to=<demo@example\.test> nrcpt=1")
+    (path, data), = srv.wait_messages("demo@example.test", 1)
+    m, parts, per_msg, per_rcpt = report_parts(data)
+    assert b"Return-Path: <>" in data[:200]
+    assert m["Auto-Submitted"] == "auto-replied"
+    assert per_msg["Reporting-MTA"] == "dns; mail.example.test"
+    r = per_rcpt[0]
+    assert r["Final-Recipient"] == "rfc822; nosuch@remote.test"
+    assert r["Action"] == "failed" and r["Status"] == "5.1.1"
+    assert r["Remote-MTA"] == "dns; mx1.remote.test"
+    assert "550 5.1.1" in r["Diagnostic-Code"] and r["Diagnostic-Code"].startswith("smtp;")
+    # RET not given: the original's header section comes back
+    assert parts[2].get_content_type() == "text/rfc822-headers"
+    assert ("X-Tern-Test: %s" % token) in parts[2].get_payload()
+    srv.wait_log(r"event=removed")
+
+
+def test_notify_never_and_null_sender(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    mx1.rcpt_reply = lambda addr: "550 5.1.1 no"
+    srv = tern(world.overrides)
+    local_send(srv, "demo@example.test", ["n1@remote.test"], params=" NOTIFY=NEVER")
+    srv.wait_log(r"to=<n1@remote\.test> .*status=bounced")
+    # a failed message from <> is reported to the postmaster, from double-bounce@
+    local_send(srv, "", ["n2@remote.test"])
+    srv.wait_log(r"to=<n2@remote\.test> .*status=bounced")
+    (path, data), = srv.wait_messages("postmaster@example.test", 1)
+    assert b"Return-Path: <double-bounce@mail.example.test>" in data[:300]
+    assert b"n2@remote.test" in data
+    time.sleep(1.0)
+    assert srv.messages("demo@example.test") == []  # NOTIFY=NEVER: no report
+
+
+def test_expiry_bounce(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    mx1.rcpt_reply = lambda addr: "450 4.2.0 mailbox busy"
+    srv = tern(dict(world.overrides, queue_lifetime="2s"))
+    local_send(srv, "demo@example.test", ["slow@remote.test"])
+    srv.wait_log(r"to=<slow@remote\.test> .*status=deferred")
+    srv.wait_log(r"to=<slow@remote\.test> .*status=expired", timeout=15)
+    (path, data), = srv.wait_messages("demo@example.test", 1)
+    m, parts, per_msg, per_rcpt = report_parts(data)
+    assert per_rcpt[0]["Action"] == "failed"
+    assert per_rcpt[0]["Status"].startswith("4.")
+    srv.wait_log(r"event=removed")
