@@ -368,10 +368,12 @@ static int cmd_serve(int argc, char **argv)
     ev_workers_free(d.auth_workers);
     ev_workers_free(d.workers); /* joins; done callbacks record outcomes */
     relay_free(d.relay);        /* jobs left end deferred, recorded by the scheduler */
+    /* The last flush may complete commits (reports queued at the end): their
+       callbacks reach the scheduler, which is stopped but still there. */
+    spool_close(d.spool);
     sched_free(d.sched);
     dns_resolver_free(d.dns);
     tls_client_free(d.tls_client);
-    spool_close(d.spool); /* flushes everything appended */
     ev_timer_free(d.stop_timer);
     ev_timer_free(d.reload_timer);
     ev_async_free(d.spool_wake);

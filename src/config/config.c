@@ -453,6 +453,7 @@ static const struct key_def keys[] = {
     {"outbound_port", KT_PORT, F(outbound_port), 25, 1, 65535, NULL, 0},
     {"outbound_timeout", KT_TIME, F(outbound_timeout), 300, 1, 3600, NULL, 0},
     {"relay_concurrency", KT_COUNT, F(relay_concurrency), 100, 1, 10000, NULL, 0},
+    {"destination_concurrency", KT_COUNT, F(destination_concurrency), 20, 1, 1000, NULL, 0},
     {"retry_min", KT_TIME, F(retry_min), 300, 1, 86400, NULL, 0},
     {"retry_max", KT_TIME, F(retry_max), 4 * 3600, 1, 7 * 86400, NULL, 0},
     {"queue_lifetime", KT_TIME, F(queue_lifetime), 5 * 86400, 1, 100 * 86400, NULL, 0},

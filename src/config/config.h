@@ -109,6 +109,7 @@ struct config {
     uint32_t dns_timeout;              /* seconds for one lookup; default 30 */
     uint32_t outbound_timeout;         /* seconds to wait for each reply of a peer; 300 */
     size_t relay_concurrency;          /* outbound SMTP sessions at once; default 100 */
+    size_t destination_concurrency;    /* most at once to one domain; default 20 */
     uint32_t retry_min;                /* first wait before a retry; default 5 min */
     uint32_t retry_max;                /* longest wait between attempts; default 4 h */
     uint32_t queue_lifetime;           /* how long a message is retried; default 5 days */

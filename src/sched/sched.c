@@ -70,6 +70,24 @@ struct relay_item {
     struct spool_body *body;
 };
 
+/* A destination (the recipients' domain, the next hop): its queue of relay
+   items and its concurrency window (slow start, back-off on errors). */
+struct dest {
+    struct dest *hnext; /* hash chain */
+    struct dest *anext; /* ring of destinations with items ready */
+    bool active;        /* on the ring */
+    char *domain;
+    struct relay_item *head, **tail; /* ready items, FIFO */
+    size_t nready;
+    size_t in_flight;
+    double window; /* transactions allowed at once: starts at DEST_WINDOW_START,
+                      +1 per transaction that reached a host, halved (at least 1)
+                      by one that reached none; at most destination_concurrency */
+};
+
+#define DEST_BUCKETS 1024
+#define DEST_WINDOW_START 5.0
+
 struct sched {
     struct ev_loop *loop;
     struct ev_workers *workers;
@@ -81,9 +99,11 @@ struct sched {
     struct ev_timer *retry_timer;
     size_t in_flight;
     bool stopped;
-    struct relay *relay;                      /* NULL: no relay transport */
-    struct relay_item *rready, **rready_tail; /* relay items to start */
-    struct relay_item *rretry;                /* relay items waiting for their next attempt */
+    struct relay *relay;              /* NULL: no relay transport */
+    struct dest *dests[DEST_BUCKETS]; /* destinations, by domain */
+    struct dest *ring;                /* destinations with items ready */
+    size_t rready_n;                  /* relay items ready in all */
+    struct relay_item *rretry;        /* relay items waiting for their next attempt */
     size_t relay_in_flight;
 };
 
@@ -155,11 +175,110 @@ static void relay_item_free(struct relay_item *ri)
     free(ri);
 }
 
+static size_t dest_hash(const char *s)
+{
+    size_t h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (unsigned char)*s;
+    return h % DEST_BUCKETS;
+}
+
+static struct dest *dest_get(struct sched *s, const char *domain)
+{
+    struct dest **pp = &s->dests[dest_hash(domain)];
+    for (; *pp; pp = &(*pp)->hnext)
+        if (strcmp((*pp)->domain, domain) == 0)
+            return *pp;
+    struct dest *d = xcalloc(1, sizeof *d);
+    d->domain = xstrdup(domain);
+    d->tail = &d->head;
+    d->window = DEST_WINDOW_START;
+    *pp = d;
+    return d;
+}
+
+/* Forget a destination with nothing queued or in flight (its window starts
+   again next time, as Postfix's does after its idle time). */
+static void dest_maybe_free(struct sched *s, struct dest *d)
+{
+    if (d->nready || d->in_flight || d->active)
+        return;
+    struct dest **pp = &s->dests[dest_hash(d->domain)];
+    while (*pp && *pp != d)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = d->hnext;
+    free(d->domain);
+    free(d);
+}
+
 static void rready_push(struct sched *s, struct relay_item *ri)
 {
+    struct dest *d = dest_get(s, ri->domain);
     ri->next = NULL;
-    *s->rready_tail = ri;
-    s->rready_tail = &ri->next;
+    *d->tail = ri;
+    d->tail = &ri->next;
+    d->nready++;
+    s->rready_n++;
+    if (!d->active) {
+        d->active = true;
+        d->anext = s->ring;
+        s->ring = d;
+    }
+}
+
+/* The next ready item of a destination with room in its window, round robin. */
+static struct relay_item *rready_pop(struct sched *s)
+{
+    struct dest **pp = &s->ring;
+    while (*pp) {
+        struct dest *d = *pp;
+        if (!d->head) {
+            *pp = d->anext;
+            d->active = false;
+            dest_maybe_free(s, d);
+            continue;
+        }
+        size_t limit = (size_t)d->window;
+        if (limit > s->cfg->destination_concurrency)
+            limit = s->cfg->destination_concurrency;
+        if (d->in_flight >= (limit ? limit : 1)) {
+            pp = &d->anext;
+            continue;
+        }
+        struct relay_item *ri = d->head;
+        d->head = ri->next;
+        if (!d->head)
+            d->tail = &d->head;
+        d->nready--;
+        s->rready_n--;
+        d->in_flight++;
+        /* Rotate: the next pop starts with the next destination. */
+        *pp = d->anext;
+        d->anext = NULL;
+        struct dest **end = pp;
+        while (*end)
+            end = &(*end)->anext;
+        *end = d;
+        ri->next = NULL;
+        return ri;
+    }
+    return NULL;
+}
+
+/* A transaction to d ended; reached: it got an answer from some host. */
+static void dest_done(struct sched *s, const char *domain, bool reached)
+{
+    struct dest *d = dest_get(s, domain);
+    if (d->in_flight)
+        d->in_flight--;
+    if (reached) {
+        if (d->window < (double)s->cfg->destination_concurrency)
+            d->window += 1.0;
+    } else {
+        d->window = d->window / 2 < 1.0 ? 1.0 : d->window / 2;
+    }
+    dest_maybe_free(s, d);
 }
 
 static void retry_arm(struct sched *s)
@@ -423,6 +542,13 @@ static void relay_done(void *arg, struct relay_job *job)
     struct relay_item *ri = arg;
     struct sched *s = ri->s;
     s->relay_in_flight--;
+    /* Did any host answer? (Not when every recipient is deferred for want of a
+       connection or an answer: the destination is in trouble, slow down.) */
+    bool reached = false;
+    for (size_t k = 0; k < ri->n; k++)
+        if (ri->rc[k].result != RELAY_DEFERRED || strncmp(ri->rc[k].dsn, "4.4.", 4) != 0)
+            reached = true;
+    dest_done(s, ri->domain, reached);
     spool_id id = ri->id;
     int64_t now = now_real_us() / 1000000;
     const struct spool_envelope *env = spool_get(s->sp, id);
@@ -506,15 +632,15 @@ static void relay_done(void *arg, struct relay_job *job)
 
 static void relay_dispatch(struct sched *s)
 {
-    while (!s->stopped && s->relay && s->rready && s->relay_in_flight < s->cfg->relay_concurrency) {
-        struct relay_item *ri = s->rready;
-        s->rready = ri->next;
-        if (!s->rready)
-            s->rready_tail = &s->rready;
-        ri->next = NULL;
+    while (!s->stopped && s->relay && s->rready_n &&
+           s->relay_in_flight < s->cfg->relay_concurrency) {
+        struct relay_item *ri = rready_pop(s);
+        if (!ri)
+            break; /* every destination with mail ready is at its window */
         const struct spool_envelope *env = spool_get(s->sp, ri->id);
         ri->body = env ? spool_body_open(s->sp, ri->id) : NULL;
         if (!ri->body) {
+            dest_done(s, ri->domain, true);
             relay_item_free(ri);
             continue;
         }
@@ -538,6 +664,7 @@ static void relay_dispatch(struct sched *s)
         }
         ri->n = n;
         if (n == 0) {
+            dest_done(s, ri->domain, true);
             relay_item_free(ri);
             continue;
         }
@@ -693,7 +820,6 @@ struct sched *sched_new(struct ev_loop *loop, struct ev_workers *workers, struct
     s->sp = sp;
     s->cfg = cfg;
     s->ready_tail = &s->ready;
-    s->rready_tail = &s->rready;
     s->retry_timer = ev_timer_new(loop, on_retry_timer, s);
     return s;
 }
@@ -733,10 +859,18 @@ void sched_free(struct sched *s)
         s->retry = it->next;
         item_free(it);
     }
-    while (s->rready) {
-        struct relay_item *ri = s->rready;
-        s->rready = ri->next;
-        relay_item_free(ri);
+    for (size_t i = 0; i < DEST_BUCKETS; i++) {
+        while (s->dests[i]) {
+            struct dest *d = s->dests[i];
+            s->dests[i] = d->hnext;
+            while (d->head) {
+                struct relay_item *ri = d->head;
+                d->head = ri->next;
+                relay_item_free(ri);
+            }
+            free(d->domain);
+            free(d);
+        }
     }
     while (s->rretry) {
         struct relay_item *ri = s->rretry;

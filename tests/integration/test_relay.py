@@ -327,3 +327,32 @@ def test_expiry_bounce(tern, world):
     assert per_rcpt[0]["Action"] == "failed"
     assert per_rcpt[0]["Status"].startswith("4.")
     srv.wait_log(r"event=removed")
+
+
+def test_destination_concurrency(tern, world):
+    """Transactions to one domain run in parallel, at most destination_concurrency."""
+    import asyncio
+    mx1 = world.peer("127.0.0.2")
+    state = {"now": 0, "max": 0}
+    orig = mx1.handle_DATA
+
+    async def slow_data(server, session, envelope):
+        state["now"] += 1
+        state["max"] = max(state["max"], state["now"])
+        await asyncio.sleep(0.5)
+        state["now"] -= 1
+        return await orig(server, session, envelope)
+
+    mx1.handle_DATA = slow_data
+    srv = tern(dict(world.overrides, destination_concurrency="2"))
+    for i in range(6):
+        send(srv, ["c%d@remote.test" % i])
+    mx1.wait(6, timeout=20)
+    assert state["max"] == 2, state
+    # with the default window (5 to start with) they overlap more
+    state["max"] = 0
+    srv2 = tern(world.overrides)
+    for i in range(6):
+        send(srv2, ["d%d@remote.test" % i])
+    mx1.wait(12, timeout=20)
+    assert state["max"] >= 3, state
