@@ -456,6 +456,7 @@ static const struct key_def keys[] = {
     {"destination_concurrency", KT_COUNT, F(destination_concurrency), 20, 1, 1000, NULL, 0},
     {"retry_min", KT_TIME, F(retry_min), 300, 1, 86400, NULL, 0},
     {"retry_max", KT_TIME, F(retry_max), 4 * 3600, 1, 7 * 86400, NULL, 0},
+    {"delay_warning_time", KT_TIME, F(delay_warning_time), 0, 0, 7 * 86400, NULL, 0},
     {"queue_lifetime", KT_TIME, F(queue_lifetime), 5 * 86400, 1, 100 * 86400, NULL, 0},
 };
 

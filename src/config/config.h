@@ -113,6 +113,7 @@ struct config {
     uint32_t retry_min;                /* first wait before a retry; default 5 min */
     uint32_t retry_max;                /* longest wait between attempts; default 4 h */
     uint32_t queue_lifetime;           /* how long a message is retried; default 5 days */
+    uint32_t delay_warning_time;       /* report still-deferred mail after this; 0 = never */
 };
 
 /* One parse error or warning, with where it was found. */

@@ -340,6 +340,7 @@ struct bounce_rcpt {
     const char *addr, *orcpt, *status, *remote_mta, *diagnostic;
     unsigned notify;
     enum dsn_action action;
+    int64_t retry_until; /* delayed: Will-Retry-Until */
 };
 
 static ssize_t body_read(void *arg, uint64_t off, void *buf, size_t n)
@@ -381,6 +382,7 @@ static spool_id sched_bounce(struct sched *s, spool_id id, const struct spool_en
         dr[k].remote_mta = br[i].remote_mta;
         dr[k].diagnostic = br[i].diagnostic;
         dr[k].last_attempt = now;
+        dr[k].retry_until = br[i].retry_until;
         k++;
     }
     spool_id rid = 0;
@@ -450,8 +452,8 @@ static spool_id sched_bounce(struct sched *s, spool_id id, const struct spool_en
                   id);
         return 0;
     }
-    log_info("qid=%016" PRIX64 " event=bounce bounce_qid=%016" PRIX64 " to=<%s> nrcpt=%zu", id, rid,
-             to, k);
+    log_info("qid=%016" PRIX64 " event=%s bounce_qid=%016" PRIX64 " to=<%s> nrcpt=%zu", id,
+             br[0].action == DSN_ACTION_DELAYED ? "delay_warning" : "bounce", rid, to, k);
     return rid;
 }
 
@@ -573,6 +575,40 @@ static void relay_done(void *arg, struct relay_job *job)
         br[nb].remote_mta = remote[0] ? remote : NULL;
         br[nb].diagnostic = rc->text;
         br[nb].action = DSN_ACTION_FAILED;
+        nb++;
+    }
+    if (nb)
+        sched_bounce(s, id, env, ri->body, br, nb);
+    /* Then the optional delay warning (delay_warning_time, off by default):
+       once, at the attempt that first finds a recipient deferred for that
+       long (the previous attempt was due before the threshold). */
+    env = spool_get(s->sp, id);
+    uint32_t dwt = s->cfg->delay_warning_time;
+    nb = 0;
+    for (size_t k = 0; dwt && env && k < ri->n; k++) {
+        const struct relay_rcpt *rc = &ri->rc[k];
+        size_t idx = ri->idx[k];
+        if (rc->result != RELAY_DEFERRED || idx >= env->nrcpt ||
+            now - env->arrival >= (int64_t)s->cfg->queue_lifetime)
+            continue;
+        /* When was the previous attempt? This one was due at next_attempt, which
+           the previous one set to its own time plus backoff(attempts). */
+        uint32_t done_attempts = env->rcpt[idx].attempts;
+        int64_t due = env->rcpt[idx].next_attempt ? env->rcpt[idx].next_attempt : env->arrival;
+        int64_t prev =
+            done_attempts == 0
+                ? INT64_MIN / 2
+                : due - (int64_t)sched_backoff(done_attempts, s->cfg->retry_min, s->cfg->retry_max);
+        if (now - env->arrival < (int64_t)dwt || prev - env->arrival >= (int64_t)dwt)
+            continue;
+        br[nb] = (struct bounce_rcpt){.addr = rc->addr,
+                                      .orcpt = rc->orcpt,
+                                      .notify = rc->notify,
+                                      .status = rc->dsn,
+                                      .remote_mta = remote[0] ? remote : NULL,
+                                      .diagnostic = rc->text,
+                                      .action = DSN_ACTION_DELAYED,
+                                      .retry_until = env->arrival + s->cfg->queue_lifetime};
         nb++;
     }
     if (nb)

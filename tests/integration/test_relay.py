@@ -356,3 +356,21 @@ def test_destination_concurrency(tern, world):
         send(srv2, ["d%d@remote.test" % i])
     mx1.wait(12, timeout=20)
     assert state["max"] >= 3, state
+
+
+def test_delay_warning(tern, world):
+    mx1 = world.peer("127.0.0.2")
+    mx1.rcpt_reply = lambda addr: "451 4.3.0 later"
+    srv = tern(dict(world.overrides, delay_warning_time="2s", retry_min="1s", retry_max="1s"))
+    local_send(srv, "demo@example.test", ["wait@remote.test"])
+    srv.wait_log(r"event=delay_warning bounce_qid=[0-9A-F]{16} to=<demo@example\.test>",
+                 timeout=15)
+    (path, data), = srv.wait_messages("demo@example.test", 1)
+    m, parts, per_msg, per_rcpt = report_parts(data)
+    assert per_rcpt[0]["Action"] == "delayed"
+    assert per_rcpt[0]["Status"] == "4.3.0"
+    assert per_rcpt[0]["Will-Retry-Until"]
+    # only once, however many attempts follow
+    time.sleep(3)
+    assert len(srv.messages("demo@example.test")) == 1
+    assert srv.log().count("event=delay_warning") == 1
