@@ -21,8 +21,14 @@ bench/tls-source (STARTTLS, AUTH PLAIN as demo@example.test) against Tern's
 submission listener and a second Postfix smtpd that requires TLS and checks
 passwords through a private Dovecot's auth socket (the same yescrypt hash):
 handshakes/s, msg/s, peak memory, and memory per idle authenticated TLS
-session (500 held open). bench.sh builds Tern and tls-source and calls this;
-see bench/README.md.
+session (500 held open).
+
+The relay path sends the mx loads to an address in another domain from a
+trusted network: each server relays every message over SMTP to its own
+smtp-sink on 127.0.0.2 (Tern through an MX lookup answered by the bench's DNS
+server, Postfix as its relayhost), and end to end is until the sink has counted
+every message. bench.sh builds Tern and tls-source and calls this; see
+bench/README.md.
 """
 
 import argparse
@@ -59,6 +65,20 @@ SUB_SCENARIOS = [
     (50, 2000, 4096, True),
 ]
 IDLE_SESSIONS = 500  # idle authenticated TLS sessions for the memory per session
+
+# The relay path: smtp-source from 127.0.0.1 (a trusted network of both servers) to
+# an address in another domain, which each server sends on over SMTP to its own
+# smtp-sink on SINK_ADDR. Tern finds the sink by MX through the bench's DNS server;
+# Postfix goes to it as its relayhost (its resolver is the system's; see README).
+RELAY_DOMAIN = "sink.test"
+RELAY_RECIPIENT = f"bench@{RELAY_DOMAIN}"
+SINK_ADDR = "127.0.0.2"
+SINK_MX = f"mx.{RELAY_DOMAIN}"
+RELAY_ZONE = {
+    RELAY_DOMAIN: [("MX", (10, SINK_MX))],
+    SINK_MX: [("A", SINK_ADDR)],
+}
+RELAY_SCENARIOS = SCENARIOS
 
 
 def scenario_label(sessions, messages, size):
@@ -193,8 +213,9 @@ class Postfix:
 
     name = "Postfix"
 
-    def __init__(self, work, port, submission=None):
+    def __init__(self, work, port, submission=None, relay_sink=None):
         self.submission = submission  # a Submission for the submission smtpd, or None
+        self.relay_sink = relay_sink  # a Sink to relay everything to, or None
         self.sub_port = submission.port if submission else None
         self.dir = os.path.join(work, "postfix")
         self.etc = os.path.join(self.dir, "etc")
@@ -225,7 +246,7 @@ mydestination = localhost
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-relayhost =
+relayhost = {f"[{SINK_ADDR}]:{self.relay_sink.port}" if self.relay_sink else ""}
 alias_maps =
 alias_database =
 local_recipient_maps =
@@ -244,6 +265,13 @@ smtpd_client_connection_rate_limit = 0
 smtpd_client_message_rate_limit = 0
 smtpd_client_recipient_rate_limit = 0
 default_process_limit = 200
+"""
+        if self.relay_sink:
+            main += f"""\
+# The relay path: mail for other domains from mynetworks goes to the relayhost
+# (the sink) without DNS; no TLS (smtp-sink has none). Concurrency and connection
+# caching are Postfix's defaults.
+smtp_tls_security_level = none
 """
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(main)
@@ -379,6 +407,8 @@ default_process_limit = 200
         what = f"Postfix {r.stdout.split('=')[-1].strip()}: private instance in {self.dir}"
         if self.submission:
             what += f"; submission on 127.0.0.1:{self.sub_port} with {self.submission.dovecot.describe()}"
+        if self.relay_sink:
+            what += f"; relayhost [{SINK_ADDR}]:{self.relay_sink.port}"
         return what
 
 
@@ -506,8 +536,9 @@ class Tern:
 
     name = "Tern"
 
-    def __init__(self, work, binary, repo, ports, tls=None):
+    def __init__(self, work, binary, repo, ports, tls=None, relay=None):
         self.tls = tls  # (certificate, key) shared with Postfix, or None for Tern's own
+        self.relay = relay  # (DNS forwarder "127.0.0.1@PORT", Sink) for the relay path, or None
         self.dir = os.path.join(work, "tern")
         self.binary, self.repo = binary, repo
         self.port, self.sub_port, self.subs_port = ports
@@ -540,6 +571,12 @@ user_recipient_rate = 0
             overrides += f"""tls_cert_file = {self.tls[0]}
 tls_key_file = {self.tls[1]}
 tls_selfsigned = no
+"""
+        if self.relay:
+            forwarder, sink = self.relay
+            overrides += f"""trusted_networks = 127.0.0.0/8
+dns_forwarders = {forwarder}
+outbound_port = {sink.port}
 """
         with open(self.conf, "w") as f:
             f.write(base + overrides)
@@ -590,7 +627,112 @@ tls_selfsigned = no
             self.logf = None
 
     def describe(self):
-        return f"Tern {self.binary}: config {self.conf}"
+        what = f"Tern {self.binary}: config {self.conf}"
+        if self.relay:
+            what += f"; DNS {self.relay[0]}, outbound_port {self.relay[1].port}"
+        return what
+
+
+class Sink:
+    """smtp-sink on SINK_ADDR:port, counting: `-c` prints "sess=N quit=N mesg=N" followed
+    by a carriage return (and flushes) each time a session ends, QUIT arrives or a
+    message's final dot is received; a thread reads them and keeps the last mesg=.
+    Nothing is written to disk (no -d / -D), and there are no delays (-w, -W, -H)."""
+
+    def __init__(self, work, name, port):
+        self.name, self.port = name, port
+        self.logfile = os.path.join(work, f"smtp-sink-{name}.log")
+        self.proc = None
+        self.reader = None
+        self.messages = 0  # mesg= as last printed
+        self.lock = threading.Lock()
+
+    def start(self):
+        if shutil.which("smtp-sink") is None:
+            raise ServerError("smtp-sink not found (install postfix: scripts/install-deps.sh --test)")
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((SINK_ADDR, self.port))
+            except OSError as e:
+                raise ServerError(f"{SINK_ADDR}:{self.port} for the {self.name} sink: {e}")
+        # -u: drops to postfix after binding (required as root); -m: connections handled
+        # at once (default 256); backlog 1000.
+        self.proc = subprocess.Popen(["smtp-sink", "-c", "-u", "postfix", "-m", "900",
+                                      f"{SINK_ADDR}:{self.port}", "1000"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=open(self.logfile, "w"), bufsize=0)
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"smtp-sink exited {self.proc.returncode}: {tail(self.logfile, 5)}")
+            try:
+                with socket.create_connection((SINK_ADDR, self.port), timeout=2) as c:
+                    c.settimeout(5)
+                    if c.recv(512).startswith(b"220"):
+                        c.sendall(b"QUIT\r\n")
+                        c.recv(512)
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise ServerError(f"smtp-sink on {SINK_ADDR}:{self.port} is not answering")
+
+    def read(self):
+        pending = b""
+        while True:
+            chunk = self.proc.stdout.read(65536)
+            if not chunk:
+                return
+            pending += chunk
+            *records, pending = pending.split(b"\r")
+            for rec in reversed(records):
+                for field in rec.split():
+                    if field.startswith(b"mesg="):
+                        with self.lock:
+                            self.messages = max(self.messages, int(field[5:]))
+                        break
+                else:
+                    continue
+                break
+
+    def count(self):
+        with self.lock:
+            return self.messages
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.reader:
+            self.reader.join(5)
+        self.proc.stdout.close()
+        self.proc = None
+
+
+def start_dns(repo):
+    """The tests' DNS server (tests/integration/dns_server.py, python3-dnslib) serving
+    RELAY_ZONE on an ephemeral 127.0.0.1 port, for Tern's dns_forwarders."""
+    import importlib.util
+    path = os.path.join(repo, "tests", "integration", "dns_server.py")
+    spec = importlib.util.spec_from_file_location("tern_bench_dns_server", path)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except ImportError as e:
+        raise ServerError(f"{path}: {e} (install python3-dnslib: scripts/install-deps.sh --test)")
+    return mod.DNSTestServer(RELAY_ZONE).start()
 
 
 # --- one measurement ------------------------------------------------------
@@ -607,9 +749,11 @@ def count_messages(maildir):
     return n
 
 
-def measure(server, label, sessions, messages, size, work, flags, cmd=None):
+def measure(server, label, sessions, messages, size, work, flags, cmd=None, sink=None):
     """Send one load to one server; returns a result dict (with 'error' on failure).
-    The load is smtp-source with flags, or cmd (tls-source) when given."""
+    The load is smtp-source with flags, or cmd (tls-source) when given. Delivered
+    messages are counted in the server's Maildir, or by sink (a Sink) when given,
+    and then smtp-source sends to RELAY_RECIPIENT."""
     res = {"scenario": label, "server": server.name, "sessions": sessions,
            "messages": messages, "size": size}
     # Nothing is deleted between loads: on ext4 without a journal (as on this
@@ -618,13 +762,18 @@ def measure(server, label, sessions, messages, size, work, flags, cmd=None):
     # created beside them) and scans past each one on every file it creates, so a
     # server measured after a mass deletion would pay for it. Messages already in
     # the Maildir are counted first; the work directory goes at the end.
-    baseline = count_messages(server.maildir)
+    if sink:
+        delivered, where = sink.count, f"the {sink.name} sink"
+    else:
+        delivered, where = (lambda: count_messages(server.maildir)), "the Maildir"
+    baseline = delivered()
     tool = os.path.basename(cmd[0]) if cmd else "smtp-source"
     if cmd is None:
         cmd = ["smtp-source", *flags, "-s", str(sessions), "-m", str(messages), "-l", str(size),
-               "-M", HELO, "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{server.port}"]
+               "-M", HELO, "-f", SENDER, "-t", RELAY_RECIPIENT if sink else RECIPIENT,
+               f"127.0.0.1:{server.port}"]
     out_path = os.path.join(work, f"{tool}-{server.name}-{sessions}-{messages}"
-                                  f"{'-d' if '-d' in cmd else ''}.log")
+                                  f"{'-d' if '-d' in cmd else ''}{'-relay' if sink else ''}.log")
     sampler = MemorySampler(server.pids)
     sampler.start()
     # Generous limits: slow is a result, a hang is not.
@@ -646,17 +795,20 @@ def measure(server, label, sessions, messages, size, work, flags, cmd=None):
     if "error" not in res:
         deadline = time.monotonic() + 120 + messages / 20
         while time.monotonic() < deadline:
-            n = count_messages(server.maildir) - baseline
+            n = delivered() - baseline
             if n >= messages:
                 t_e2e = time.monotonic() - t0
                 break
             if not server.alive():
                 res["error"] = f"{server.name} died during delivery"
                 break
+            if sink and not sink.alive():
+                res["error"] = f"the {sink.name} smtp-sink died"
+                break
             time.sleep(0.05)
         else:
-            res["error"] = (f"only {count_messages(server.maildir) - baseline} of {messages} "
-                            f"messages reached the Maildir within the time limit")
+            res["error"] = (f"only {delivered() - baseline} of {messages} "
+                            f"messages reached {where} within the time limit")
     sampler.stop()
     if t_accept:
         res["accepted_s"] = t_accept
@@ -666,7 +818,7 @@ def measure(server, label, sessions, messages, size, work, flags, cmd=None):
     if t_e2e:
         res["e2e_s"] = t_e2e
         res["e2e_rate"] = messages / t_e2e
-        res["delivered"] = count_messages(server.maildir) - baseline
+        res["delivered"] = delivered() - baseline
     res["peak_rss_kb"] = sampler.peak_rss
     res["peak_pss_kb"] = sampler.peak_pss
     res["peak_procs"] = sampler.peak_procs
@@ -940,13 +1092,20 @@ def main():
     part.add_argument("--only-submission", action="store_true",
                       help="only the submission path (STARTTLS + AUTH, Postfix with Dovecot SASL)")
     part.add_argument("--no-submission", action="store_true",
-                      help="only the mx path (smtp-source), as before the submission scenarios")
+                      help="skip the submission path (the mx and relay paths, with smtp-source)")
+    part.add_argument("--only-relay", action="store_true",
+                      help="only the relay path (to smtp-sink: Tern by MX through the bench's "
+                      "DNS server, Postfix through relayhost)")
+    ap.add_argument("--no-relay", action="store_true", help="skip the relay path")
     ap.add_argument("--quick", action="store_true", help="a tenth of the messages, for a smoke test")
     ap.add_argument("--persistent", action="store_true",
                     help="smtp-source reuses each connection (-d) instead of one per message")
     ap.add_argument("--postfix-port", type=int, default=2526)
     ap.add_argument("--postfix-submission-port", type=int, default=5871)
     ap.add_argument("--tern-port", type=int, default=2625)
+    ap.add_argument("--sink-port", type=int, default=2725,
+                    help=f"the relay path's smtp-sink for Postfix on {SINK_ADDR}:PORT, "
+                    "Tern's on PORT+1")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -955,7 +1114,13 @@ def main():
         sys.exit("bench: run as root (Postfix needs it to start its private instance)")
     if shutil.which("smtp-source") is None:
         sys.exit("bench: smtp-source not found (install postfix: scripts/install-deps.sh --test)")
-    mx_part, sub_part = not args.only_submission, not args.no_submission
+    if args.only_relay and args.no_relay:
+        sys.exit("bench: --only-relay and --no-relay contradict each other")
+    mx_part = not (args.only_submission or args.only_relay)
+    sub_part = not (args.no_submission or args.only_relay)
+    relay_part = not (args.no_relay or args.only_submission)
+    if relay_part and shutil.which("smtp-sink") is None:
+        sys.exit("bench: smtp-sink not found (install postfix: scripts/install-deps.sh --test)")
 
     scenarios = []
     for s, m, z in SCENARIOS:
@@ -966,6 +1131,10 @@ def main():
     for s, m, z, d in SUB_SCENARIOS:
         m = max(s, m // 10) if args.quick else m
         sub_scenarios.append((sub_label(s, m, z, d), s, m, z, d))
+    relay_scenarios = []
+    for s, m, z in RELAY_SCENARIOS:
+        m = max(s, m // 10) if args.quick else m
+        relay_scenarios.append((scenario_label(s, m, z), s, m, z))
     idle = IDLE_SESSIONS // 10 if args.quick else IDLE_SESSIONS
     idle_label = f"{idle} idle TLS sessions"
 
@@ -975,7 +1144,8 @@ def main():
     tern_path = args.tern and os.path.abspath(args.tern)
     tern_ports = (args.tern_port, args.tern_port + 3345, args.tern_port + 2125)
     results, failed, sub_results, sub_failed = [], {}, [], {}
-    names = []
+    relay_results, relay_failed = [], {}
+    names, relay_names = [], []
     try:
         if mx_part:
             servers = []
@@ -996,6 +1166,50 @@ def main():
                         logged(label, srv, r, failed)
 
             run_phase(servers, failed, mx_loads)
+
+        if relay_part:
+            relay_names = [n for n in ("Postfix", "Tern")
+                           if not args.only or args.only == n.lower()]
+            sinks = {n: Sink(work, n, args.sink_port + i) for i, n in enumerate(relay_names)}
+            dns = None
+            try:
+                for sink in sinks.values():
+                    sink.start()
+                servers = []
+                if "Postfix" in sinks:
+                    servers.append(Postfix(work, args.postfix_port, relay_sink=sinks["Postfix"]))
+                if "Tern" in sinks:
+                    try:
+                        dns = start_dns(args.repo)
+                        log(f"DNS server on {dns.forwarder}: {RELAY_DOMAIN} MX 10 {SINK_MX}, "
+                            f"{SINK_MX} A {SINK_ADDR}")
+                        servers.append(Tern(work, tern_path, args.repo, tern_ports,
+                                            relay=(dns.forwarder, sinks["Tern"])))
+                    except (ServerError, RuntimeError, OSError) as e:
+                        relay_failed["Tern"] = f"no DNS server: {e}"
+                        log(f"relay: Tern NOT MEASURED: {e}")
+
+                def relay_loads(running):
+                    for label, sessions, messages, size in relay_scenarios:
+                        for srv in running:
+                            if srv.name in relay_failed:
+                                continue
+                            log(f"relay {label}: {srv.name} ...")
+                            r = measure(srv, label, sessions, messages, size, work, flags,
+                                        sink=sinks[srv.name])
+                            relay_results.append(r)
+                            logged(f"relay {label}", srv, r, relay_failed)
+
+                run_phase(servers, relay_failed, relay_loads)
+            except ServerError as e:
+                log(f"the relay path NOT MEASURED: {e}")
+                for n in relay_names:
+                    relay_failed.setdefault(n, f"not measured: {e}")
+            finally:
+                for sink in sinks.values():
+                    sink.stop()
+                if dns:
+                    dns.stop()
 
         if sub_part:
             tls_source = (os.path.abspath(args.tls_source) if args.tls_source
@@ -1047,6 +1261,14 @@ def main():
         print()
         print(f"smtp-source to 127.0.0.1, {mode}; {os.cpu_count()} CPUs")
         print(report(scenarios, names, results, failed))
+    if relay_part:
+        mode = "one connection per session (-d)" if args.persistent else "one connection per message"
+        print()
+        print(f"Relay: smtp-source to 127.0.0.1 for {RELAY_RECIPIENT}, {mode}; each server relays "
+              f"to its own smtp-sink on {SINK_ADDR} (Tern: MX lookup through the bench's DNS "
+              f"server; Postfix: relayhost, no DNS); end to end = counted by the sink; "
+              f"{os.cpu_count()} CPUs")
+        print(report(relay_scenarios, relay_names, relay_results, relay_failed))
     if sub_part:
         tls = next((r["tls"] for r in sub_results if r.get("tls")), "TLS")
         print()
@@ -1057,8 +1279,10 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": results, "failed": failed, "submission": sub_results,
-                       "submission_failed": sub_failed}, f, indent=2)
-    bad = [r for r in results + sub_results if "error" in r] or failed or sub_failed
+                       "submission_failed": sub_failed, "relay": relay_results,
+                       "relay_failed": relay_failed}, f, indent=2)
+    bad = ([r for r in results + sub_results + relay_results if "error" in r]
+           or failed or sub_failed or relay_failed)
     if bad:
         print("\nbench: some measurements failed (see above)")
     return 1 if bad else 0

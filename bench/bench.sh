@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # bench.sh - build Tern for release and measure it against Postfix.
 #
-#   sudo bench/bench.sh [--quick] [--only tern|postfix] [--only-submission|--no-submission]
+#   sudo bench/bench.sh [--quick] [--only tern|postfix]
+#                       [--only-submission|--no-submission|--only-relay] [--no-relay]
 #                       [--persistent] [--keep] [--json FILE]
 #
 # Installs what it needs (scripts/install-deps.sh --test: Postfix brings
 # smtp-source, Dovecot the SASL server of Postfix's submission service),
 # builds build-release/tern and build-release/tls-source (bench/tls-source.c,
 # the STARTTLS + AUTH load client), then runs bench/bench.py, which starts Tern
-# and a private Postfix instance on loopback, drives both with smtp-source (mx)
-# and tls-source (submission) and prints the tables. A Tern that fails to build
+# and a private Postfix instance on loopback, drives both with smtp-source (mx,
+# and relay to smtp-sink) and tls-source (submission) and prints the tables. A Tern that fails to build
 # or start is reported and Postfix is still measured. See bench/README.md.
 set -euo pipefail
 
