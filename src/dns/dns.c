@@ -86,6 +86,7 @@ struct dns_lookup {
     struct ev_timer *timer; /* dns_timeout, then zero to deliver */
     enum phase phase;
     bool host_only;   /* dns_resolve_host: no MX */
+    bool cached;      /* res came from the next-hop cache */
     struct query mxq; /* the MX query */
     size_t ntargets;
     struct target targets[DNS_MAX_HOSTS];
@@ -93,7 +94,19 @@ struct dns_lookup {
     struct dns_nexthop res; /* what the callback gets */
 };
 
+/* A recent next-hop result, reused for NEXTHOP_CACHE_MS: libunbound caches
+   answers too, but each lookup still costs three queries through its thread;
+   a busy relay asks for the same few domains again and again. */
+#define NEXTHOP_CACHE_SIZE 256
+#define NEXTHOP_CACHE_MS 30000
+
+struct nexthop_cached {
+    int64_t expires_ms;      /* monotonic; 0: empty slot */
+    struct dns_nexthop *res; /* malloc'd copy */
+};
+
 struct dns_resolver {
+    struct nexthop_cached cache[NEXTHOP_CACHE_SIZE];
     struct ev_loop *loop;
     struct ub_ctx *ctx;
     struct ev_fd *watch;        /* ub_fd(ctx) */
@@ -224,6 +237,8 @@ void dns_resolver_free(struct dns_resolver *r)
     }
     ev_fd_free(r->watch);
     ub_ctx_delete(r->ctx);
+    for (size_t i = 0; i < NEXTHOP_CACHE_SIZE; i++)
+        free(r->cache[i].res);
     free(r);
 }
 
@@ -464,6 +479,39 @@ static void on_mx_answer(void *arg, int err, struct ub_result *result)
     ub_resolve_free(result);
 }
 
+/* Keep a final next-hop result (not a temporary failure) for a while. */
+static void cache_put(struct dns_resolver *r, const struct dns_nexthop *res)
+{
+    if (res->status == DNS_TEMPFAIL)
+        return;
+    int64_t now = now_mono_ms();
+    struct nexthop_cached *slot = NULL;
+    for (size_t i = 0; i < NEXTHOP_CACHE_SIZE; i++) {
+        struct nexthop_cached *c = &r->cache[i];
+        if (c->res && strcmp(c->res->domain, res->domain) == 0) {
+            slot = c;
+            break;
+        }
+        if (!slot || c->expires_ms < slot->expires_ms)
+            slot = c; /* an empty or expired slot, else the oldest */
+    }
+    if (!slot->res)
+        slot->res = xmalloc(sizeof *slot->res);
+    memcpy(slot->res, res, sizeof *res);
+    slot->expires_ms = now + NEXTHOP_CACHE_MS;
+}
+
+static const struct dns_nexthop *cache_get(struct dns_resolver *r, const char *domain)
+{
+    int64_t now = now_mono_ms();
+    for (size_t i = 0; i < NEXTHOP_CACHE_SIZE; i++) {
+        struct nexthop_cached *c = &r->cache[i];
+        if (c->res && c->expires_ms > now && strcmp(c->res->domain, domain) == 0)
+            return c->res;
+    }
+    return NULL;
+}
+
 static void on_timer(void *arg)
 {
     struct dns_lookup *l = arg;
@@ -475,6 +523,8 @@ static void on_timer(void *arg)
     }
     /* deliver now rather than one more pass later: the timer is ours */
     ev_timer_stop(l->timer);
+    if (!l->host_only && !l->cached)
+        cache_put(l->r, &l->res);
     lookup_unlink(l);
     l->cb(l->arg, &l->res);
     lookup_free(l);
@@ -507,6 +557,13 @@ struct dns_lookup *dns_resolve_nexthop(struct dns_resolver *r, const char *domai
     struct dns_lookup *l = lookup_new(r, valid ? name : domain, cb, arg, false);
     if (!valid) {
         lookup_done(l, DNS_NXDOMAIN, "%.200s is not a valid domain name", domain);
+        return l;
+    }
+    const struct dns_nexthop *hit = cache_get(r, name);
+    if (hit) {
+        lookup_done(l, hit->status, NULL);
+        memcpy(&l->res, hit, sizeof l->res);
+        l->cached = true;
         return l;
     }
     l->phase = PHASE_MX;
