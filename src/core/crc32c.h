@@ -9,5 +9,7 @@
 
 /* Continue a CRC: start with crc = 0. */
 uint32_t crc32c(uint32_t crc, const void *data, size_t len);
+/* The same without the processor's crc32 instruction (for tests). */
+uint32_t crc32c_portable(uint32_t crc, const void *data, size_t len);
 
 #endif
