@@ -137,6 +137,24 @@ bool smtp_data_feed(struct smtp_data_dec *d, const uint8_t *in, size_t in_len, s
             i++;
             break;
         case ST_MID:
+            if (d->line_len > 0 || !d->in_headers) {
+                /* Fast path: a run of ordinary octets inside a line is copied
+                   as it is; only CR, LF and NUL need the state machine. */
+                size_t j = i;
+                while (j < in_len && in[j] != '\r' && in[j] != '\n' && in[j] != '\0')
+                    j++;
+                if (j > i) {
+                    size_t run = j - i;
+                    memcpy(out + o, in + i, run);
+                    o += run;
+                    d->octets += run;
+                    d->line_len += run;
+                    if (d->line_len > d->max_line)
+                        d->flags |= SMTP_DATA_LONG_LINE;
+                    i = j;
+                    break;
+                }
+            }
             in_line(d, c, out, &o);
             i++;
             break;
