@@ -19,7 +19,7 @@ build_pkgs=(
 )
 test_pkgs=(
 	python3 python3-pytest python3-pytest-timeout python3-aiosmtpd python3-dnslib
-	swaks msmtp openssl dovecot-core dovecot-imapd postfix
+	swaks msmtp openssl dovecot-core dovecot-imapd dovecot-lmtpd postfix
 	clang libclang-rt-14-dev
 	procps iproute2 time
 )

@@ -21,6 +21,7 @@
 #include "auth/userdb.h"
 #include "cli/cli.h"
 #include "deliver/relay.h"
+#include "config/transport.h"
 #include "dns/dns.h"
 #include "config/aliases.h"
 #include "config/config.h"
@@ -73,8 +74,11 @@ struct daemon {
     struct dns_resolver *dns;      /* for the relay */
     struct tls_client *tls_client; /* outbound STARTTLS */
     struct relay *relay;
-    struct ev_timer *reload_timer;    /* watches the user store and the map */
-    struct stat users_st, senders_st; /* what was loaded */
+    struct transport_table *transports; /* transport_file; NULL without it */
+    struct route relayhost;             /* relayhost, when cfg->relayhost */
+    struct transport_auth relay_auth;   /* relayhost_auth_file (secret) */
+    struct ev_timer *reload_timer;      /* watches the user store and the map */
+    struct stat users_st, senders_st;   /* what was loaded */
 };
 
 static void usage(FILE *f)
@@ -185,6 +189,36 @@ static bool load_senders(struct daemon *d, bool initial)
 }
 
 /* (Re)load the certificate and key. */
+/* The relay's routes: transport_file, relayhost and its credentials (at start
+   only; an error is fatal). The password is never logged. */
+static void load_routes(struct daemon *d)
+{
+    char err[600];
+    if (d->cfg->transport_file) {
+        struct config_diags diags = {0};
+        d->transports = transport_load(d->cfg->transport_file, &diags);
+        for (size_t i = 0; i < diags.n; i++)
+            fprintf(stderr, "%s:%u: %s\n", diags.v[i].file, diags.v[i].line, diags.v[i].msg);
+        config_diags_free(&diags);
+        if (!d->transports)
+            fatal("event=fatal reason=\"invalid transport file\" file=%s", d->cfg->transport_file);
+        log_info("event=transport_loaded file=%s entries=%zu", d->cfg->transport_file,
+                 transport_count(d->transports));
+    }
+    if (d->cfg->relayhost) {
+        if (transport_parse_nexthop(d->cfg->relayhost, strlen(d->cfg->relayhost), false,
+                                    &d->relayhost, err, sizeof err) < 0)
+            fatal("event=fatal reason=\"invalid relayhost\" error=\"%s\"", err);
+        log_info("event=relayhost host=%s", d->cfg->relayhost);
+    }
+    if (d->cfg->relayhost_auth_file) {
+        if (transport_auth_load(d->cfg->relayhost_auth_file, &d->relay_auth, err, sizeof err) < 0)
+            fatal("event=fatal reason=\"cannot use the relayhost credentials\" error=\"%s\"", err);
+        log_info("event=relayhost_auth file=%s user=%s", d->cfg->relayhost_auth_file,
+                 d->relay_auth.user);
+    }
+}
+
 static bool load_tls(struct daemon *d, bool initial)
 {
     const struct config *cfg = d->cfg;
@@ -338,7 +372,13 @@ static int cmd_serve(int argc, char **argv)
     d.tls_client = tls_client_new(err, sizeof err);
     if (!d.tls_client)
         fatal("event=fatal reason=\"cannot create the TLS client context\" error=\"%s\"", err);
-    d.relay = relay_new(d.loop, d.dns, d.tls_client, d.cfg);
+    load_routes(&d);
+    struct relay_routes routes = {
+        .transports = d.transports,
+        .relayhost = d.cfg->relayhost ? &d.relayhost : NULL,
+        .auth = d.cfg->relayhost_auth_file ? &d.relay_auth : NULL,
+    };
+    d.relay = relay_new(d.loop, d.dns, d.tls_client, d.cfg, &routes);
     sched_set_relay(d.sched, d.relay);
     spool_foreach(d.spool, queue_message, &d);
 
@@ -368,6 +408,8 @@ static int cmd_serve(int argc, char **argv)
     ev_workers_free(d.auth_workers);
     ev_workers_free(d.workers); /* joins; done callbacks record outcomes */
     relay_free(d.relay);        /* jobs left end deferred, recorded by the scheduler */
+    transport_free(d.transports);
+    explicit_bzero(&d.relay_auth, sizeof d.relay_auth);
     /* The last flush may complete commits (reports queued at the end): their
        callbacks reach the scheduler, which is stopped but still there. */
     spool_close(d.spool);

@@ -1,6 +1,7 @@
 /*
  * check - `tern check [-c FILE]`: load the configuration (default
- * /etc/tern/tern.conf) and the aliases file it names, print every diagnostic
+ * /etc/tern/tern.conf) and the aliases, transport and relayhost credentials
+ * files it names, print every diagnostic
  * on stderr as "FILE:LINE: message" ("FILE: message" when it concerns the
  * whole file), and on success print a one-line summary on stdout:
  *
@@ -11,9 +12,11 @@
 #include "cli/cli.h"
 #include "config/aliases.h"
 #include "config/config.h"
+#include "config/transport.h"
 
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #define CHECK_DEFAULT_CONFIG "/etc/tern/tern.conf"
@@ -69,6 +72,20 @@ int cli_check(int argc, char **argv)
     if (cfg && cfg->aliases_file) {
         aliases = aliases_load(cfg->aliases_file, &diags);
         ok = aliases != NULL;
+    }
+    if (cfg && cfg->transport_file) {
+        struct transport_table *t = transport_load(cfg->transport_file, &diags);
+        ok = ok && t != NULL;
+        transport_free(t);
+    }
+    if (cfg && cfg->relayhost_auth_file) {
+        struct transport_auth cred;
+        char err[600];
+        if (transport_auth_load(cfg->relayhost_auth_file, &cred, err, sizeof err) < 0) {
+            fprintf(stderr, "%s\n", err);
+            ok = false;
+        }
+        explicit_bzero(&cred, sizeof cred);
     }
     print_diags(&diags);
     if (ok)

@@ -18,6 +18,7 @@
  */
 #include "config/config.h"
 #include "config/internal.h"
+#include "config/transport.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "smtp/smtp.h"
@@ -458,6 +459,9 @@ static const struct key_def keys[] = {
     {"retry_max", KT_TIME, F(retry_max), 4 * 3600, 1, 7 * 86400, NULL, 0},
     {"delay_warning_time", KT_TIME, F(delay_warning_time), 0, 0, 7 * 86400, NULL, 0},
     {"queue_lifetime", KT_TIME, F(queue_lifetime), 5 * 86400, 1, 100 * 86400, NULL, 0},
+    {"relayhost", KT_STRING, F(relayhost), 0, 0, 0, NULL, 0},
+    {"relayhost_auth_file", KT_PATH_OPT, F(relayhost_auth_file), 0, 0, 0, NULL, 0},
+    {"transport_file", KT_PATH_OPT, F(transport_file), 0, 0, 0, NULL, 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1158,6 +1162,17 @@ static void check_all(struct parser *p)
         cfg_error(&p->dc, 0,
                   "submissions_listen needs tls_cert_file and tls_key_file (implicit TLS)");
 
+    /* relayhost: "[host]:port" or "host:port" (transport.h). */
+    if (cfg->relayhost) {
+        struct route r;
+        char err[300];
+        if (transport_parse_nexthop(cfg->relayhost, strlen(cfg->relayhost), false, &r, err,
+                                    sizeof err) < 0)
+            cfg_error(&p->dc, 0, "relayhost: %s", err);
+    }
+    if (cfg->relayhost_auth_file && !cfg->relayhost)
+        cfg_error(&p->dc, 0, "relayhost_auth_file is given without relayhost");
+
     /* Every mailbox in a local domain. */
     size_t nd = cfg->local_domains.n;
     char **doms = xmalloc((nd ? nd : 1) * sizeof *doms);
@@ -1298,6 +1313,9 @@ void config_free(struct config *cfg)
     free(cfg->sender_login_maps);
     list_free(&cfg->dns_forwarders);
     free(cfg->dns_trust_anchor);
+    free(cfg->relayhost);
+    free(cfg->relayhost_auth_file);
+    free(cfg->transport_file);
     free(cfg);
 }
 

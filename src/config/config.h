@@ -114,6 +114,10 @@ struct config {
     uint32_t retry_max;                /* longest wait between attempts; default 4 h */
     uint32_t queue_lifetime;           /* how long a message is retried; default 5 days */
     uint32_t delay_warning_time;       /* report still-deferred mail after this; 0 = never */
+    /* relay: routes (config/transport.h) */
+    char *relayhost;           /* smarthost for all non-local mail ("[host]:port"); NULL: MX */
+    char *relayhost_auth_file; /* "user password" for AUTH to the relayhost; NULL: no AUTH */
+    char *transport_file;      /* per-domain routes; NULL: none */
 };
 
 /* One parse error or warning, with where it was found. */

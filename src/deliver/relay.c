@@ -1,18 +1,27 @@
 /*
- * relay - the outbound SMTP client session; see relay.h.
+ * relay - the outbound SMTP and LMTP client session; see relay.h.
  *
  * RFCs: 5321 §3.3 and §4 (the client side of the dialogue, §4.5.2
- * transparency, §4.5.3.2 timeouts, §5.1 MX), 3207 (STARTTLS), 1870 (SIZE),
- * 6152 (8BITMIME), 6531 (SMTPUTF8), 3461 (DSN parameters passed on), 2034 /
- * 3463 (enhanced status codes in replies).
+ * transparency, §4.5.3.2 timeouts, §5.1 MX), 2033 (LMTP: LHLO, a reply per
+ * recipient after the final dot), 2920 (PIPELINING), 3207 (STARTTLS), 4954
+ * (AUTH; PLAIN per 4616, and LOGIN), 1870 (SIZE), 6152 §3 (8BITMIME and the
+ * downgrade of 8-bit bodies, with 2045 §6.7 quoted-printable), 6531
+ * (SMTPUTF8), 3461 (DSN parameters passed on), 2034 / 3463 (enhanced status
+ * codes in replies).
  *
- * One attempt per job: a DNS lookup, then a connection per address until one
- * takes the transaction. Replies are read one line at a time (bounded by
- * SMTP_REPLY_LINE_MAX) into the pure reply parser; the state machine acts on
- * each complete reply. The body is read from the spool in pieces and written
- * dot-stuffed as the connection drains.
+ * One attempt per job: the route (transport table, relayhost, or MX), a DNS
+ * lookup unless the route is a unix socket or a pooled LMTP connection is
+ * idle, then a connection per address until one takes the transaction.
+ * Replies are read one line at a time (bounded by SMTP_REPLY_LINE_MAX) into
+ * the pure reply parser; the state machine (enum attempt_state, changed only
+ * by set_state) acts on each complete reply, in order, so pipelined replies
+ * need nothing special. The body is read from the spool in pieces, converted
+ * when needed, and written dot-stuffed as the connection drains. Credentials
+ * go out only inside AUTH lines, whose buffers are wiped; they are never
+ * logged.
  */
 #include "deliver/relay.h"
+#include "auth/sasl.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "dns/dns.h"
@@ -27,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 /* Replies and reasons are cut to fit the fixed-size outcome texts on purpose. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -39,19 +49,51 @@
 #define CONNECT_TIMEOUT 30       /* seconds */
 
 enum attempt_state {
+    A_BEGIN,    /* created; the route is chosen from the loop */
     A_DNS,      /* waiting for the next hop */
-    A_CONNECT,  /* TCP connection under way */
+    A_CONNECT,  /* connection under way */
     A_GREETING, /* waiting for 220 */
-    A_EHLO,     /* EHLO sent */
+    A_EHLO,     /* EHLO (LHLO for LMTP) sent */
     A_HELO,     /* HELO sent (EHLO refused) */
     A_STARTTLS, /* STARTTLS sent */
     A_TLS,      /* handshake under way */
-    A_MAIL,     /* MAIL sent */
-    A_RCPT,     /* RCPT number rcpt_i sent */
-    A_DATA,     /* DATA sent */
+    A_AUTH,     /* AUTH sent (auth_step: where in LOGIN) */
+    A_RSET,     /* RSET sent on a pooled LMTP connection */
+    A_MAIL,     /* MAIL sent (with PIPELINING: and every RCPT, and DATA) */
+    A_RCPT,     /* the reply to RCPT number rcpt_i awaited */
+    A_DATA,     /* the reply to DATA awaited */
     A_BODY,     /* writing the body */
-    A_DOT,      /* final dot sent */
+    A_DOT,      /* final dot sent: the reply (LMTP: for recipient dot_i) awaited */
     A_QUIT,     /* QUIT sent; closing */
+};
+
+static const char *const state_names[] = {"begin",    "dns",  "connect", "greeting", "ehlo", "helo",
+                                          "starttls", "tls",  "auth",    "rset",     "mail", "rcpt",
+                                          "data",     "body", "dot",     "quit"};
+
+#define LMTP_IDLE 60               /* seconds an idle pooled LMTP connection is kept */
+#define PIPELINE_MAX (1024 * 1024) /* octets of MAIL, RCPTs and DATA written at once */
+/* Room for one converter call on a BODY_PIECE (client.h). */
+#define CONVERT_OUT_MAX (SMTP_8TO7_HEADER_MAX + 200 + 3 * BODY_PIECE + 3 * BODY_PIECE / 72 + 8)
+
+/* What the spooled body holds, for a peer without 8BITMIME (decided once per job). */
+enum body_class {
+    BODY_UNKNOWN = 0, /* not scanned yet */
+    BODY_7BIT,        /* no octet >= 0x80: sent as it is */
+    BODY_CONVERT,     /* 8-bit, converted to quoted-printable while sent */
+    BODY_CANNOT,      /* 8-bit and not convertible: bounce 5.6.3 */
+};
+
+/* An idle LMTP connection kept for the next job of its route. */
+struct pooled {
+    struct pooled *next;
+    struct relay *r;
+    char key[TRANSPORT_PATH_MAX + TRANSPORT_HOST_MAX + 32]; /* transport_route_format() */
+    struct ev_conn *conn;
+    struct smtp_peer_ext ext; /* what its LHLO reply advertised */
+    char host[DNS_NAME_MAX + 1];
+    char addr_text[TRANSPORT_PATH_MAX + 1];
+    char desc[320]; /* relay_desc of its jobs */
 };
 
 struct relay {
@@ -59,44 +101,78 @@ struct relay {
     struct dns_resolver *dns;
     struct tls_client *tls;
     const struct config *cfg;
-    struct attempt *attempts; /* in flight */
+    const struct transport_table *transports; /* per-domain routes, or NULL */
+    bool has_relayhost;
+    struct route relayhost; /* when has_relayhost */
+    bool has_auth;
+    struct transport_auth auth; /* relayhost credentials, when has_auth (secret) */
+    struct attempt *attempts;   /* in flight */
     size_t in_flight;
     struct attempt *dead; /* finished, freed by the reaper outside their callbacks */
     struct ev_timer *reaper;
+    struct pooled *pool; /* idle LMTP connections, one per route at most */
 };
 
 struct attempt {
     struct attempt *next, *prev;
     struct relay *r;
     struct relay_job *job;
+    const struct route *route; /* NULL: the domain's MX hosts */
+    bool smarthost;            /* route is the relayhost: AUTH when credentials are set */
+    bool lmtp;                 /* route speaks LMTP */
+    uint16_t port;             /* of the hosts to connect to */
+    char pool_key[TRANSPORT_PATH_MAX + TRANSPORT_HOST_MAX + 32]; /* LMTP: the route */
+    struct ev_timer *begin;                                      /* runs attempt_begin */
     struct dns_lookup *lookup;
-    struct dns_nexthop *hop; /* the result, copied */
+    struct dns_nexthop *hop; /* the result, copied; NULL for a unix socket */
     size_t host_i, addr_i;   /* the address being tried */
+    bool unix_tried;         /* the unix socket was tried */
     struct ev_conn *conn;
     enum attempt_state st;
     struct smtp_reply reply;
     struct smtp_peer_ext ext;
-    bool tls;          /* STARTTLS done on this connection */
-    bool esmtp;        /* EHLO accepted */
-    size_t rcpt_i;     /* RCPT being answered */
-    size_t accepted;   /* recipients accepted by RCPT */
-    bool *ok;          /* per recipient: accepted by RCPT */
-    uint64_t body_off; /* octets of the body sent */
+    struct dns_addr addr; /* the peer's address (inet) */
+    bool reused;          /* conn came from the pool */
+    bool tls;             /* STARTTLS done on this connection */
+    bool esmtp;           /* EHLO accepted */
+    bool pipelined;       /* MAIL, RCPTs and DATA went out together */
+    int auth_step;        /* AUTH LOGIN: 1 user awaited, 2 password awaited, 3 result */
+    size_t rcpt_i;        /* RCPT being answered */
+    size_t dot_i;         /* LMTP: the recipient whose final reply is awaited */
+    size_t accepted;      /* recipients accepted by RCPT */
+    bool *sent;           /* per recipient: RCPT sent on this connection */
+    bool *ok;             /* per recipient: accepted by RCPT */
+    enum body_class bclass;
+    uint64_t converted_size; /* BODY_CONVERT: octets the converter produces */
+    bool convert;            /* this transaction converts the body */
+    struct smtp_8to7 conv;   /* the converter, while convert */
+    struct buf conv_out;     /* its output, CONVERT_OUT_MAX at most */
+    uint64_t body_off;       /* octets of the body read */
     uint64_t body_size;
-    bool line_start;      /* the next body octet starts a line */
-    uint8_t last_octet;   /* last body octet sent */
+    bool line_start;      /* the next octet sent starts a line */
+    uint8_t last_octet;   /* last octet sent */
     char last_error[600]; /* why the last address failed */
     char host[DNS_NAME_MAX + 1];
-    char addr_text[64];
+    char addr_text[TRANSPORT_PATH_MAX + 1];
     bool finished; /* done was called: ignore everything until the reaper frees it */
 };
 
 static void attempt_next_address(struct attempt *a);
 static void attempt_finish(struct attempt *a);
+static void attempt_connect_fresh(struct attempt *a);
+static void conn_reset(struct attempt *a);
+
+/* The one place the state changes (traced at debug level). */
+static void set_state(struct attempt *a, enum attempt_state st)
+{
+    if (a->st != st)
+        log_debug("qid=%016" PRIX64 " event=relay_state %s -> %s", a->job->id, state_names[a->st],
+                  state_names[st]);
+    a->st = st;
+}
 
 /* ---- outcomes ------------------------------------------------------------ */
 
-/* Set the outcome of recipient i unless it has one already this attempt. */
 static void rcpt_set(struct relay_rcpt *rc, enum relay_result res, const char *dsn,
                      const char *text)
 {
@@ -116,13 +192,15 @@ static void rcpt_set_open(struct attempt *a, enum relay_result res, const char *
     }
 }
 
-/* The enhanced code of a reply, or a default for its class. */
-static void reply_dsn(const struct smtp_reply *rep, char *out)
+/* The outcome a reply gives, and its enhanced code. */
+static enum relay_result reply_result(enum smtp_outcome o)
 {
-    smtp_reply_status(rep, out);
+    return o == SMTP_OUTCOME_OK       ? RELAY_SENT
+           : o == SMTP_OUTCOME_BOUNCE ? RELAY_BOUNCED
+                                      : RELAY_DEFERRED;
 }
 
-/* "host[addr] said: 550 5.1.1 text" into out. */
+/* "host X[addr] said: 550 5.1.1 text (in reply to STAGE)" into out. */
 static void reply_text(struct attempt *a, const char *stage, char *out, size_t outlen)
 {
     char desc[SMTP_REPLY_TEXT_MAX + 32];
@@ -151,7 +229,7 @@ static void send_line(struct attempt *a, const char *fmt, ...)
     line[n++] = '\r';
     line[n++] = '\n';
     ev_conn_write(a->conn, line, (size_t)n);
-    smtp_reply_init(&a->reply);
+    explicit_bzero(line, sizeof line); /* it may have held credentials */
 }
 
 static void conn_close(struct attempt *a)
@@ -174,6 +252,15 @@ static void address_failed(struct attempt *a, const char *why)
 /* The connection broke or timed out. */
 static void conn_lost(struct attempt *a, const char *why)
 {
+    if (a->st == A_RSET) {
+        /* A pooled connection the peer had closed meanwhile: open a new one. */
+        log_debug("qid=%016" PRIX64 " event=lmtp_reuse_failed route=%s reason=\"%s\"", a->job->id,
+                  a->pool_key, why);
+        conn_close(a);
+        a->reused = false;
+        attempt_connect_fresh(a);
+        return;
+    }
     char text[600];
     snprintf(text, sizeof text, "%s with %s[%s]%s", why, a->host, a->addr_text,
              a->st == A_BODY || a->st == A_DOT ? " while sending message content" : "");
@@ -192,87 +279,328 @@ static void conn_lost(struct attempt *a, const char *why)
 static void quit(struct attempt *a)
 {
     send_line(a, "QUIT");
-    a->st = A_QUIT;
+    set_state(a, A_QUIT);
+}
+
+/* Every recipient is settled: quit and report. */
+static void quit_finish(struct attempt *a)
+{
+    quit(a);
+    attempt_finish(a);
+}
+
+static bool addr_is_loopback(const struct attempt *a)
+{
+    if (!a->hop)
+        return true; /* a unix socket */
+    if (a->addr.family == AF_INET)
+        return a->addr.bytes[0] == 127;
+    static const uint8_t v6lo[16] = {[15] = 1};
+    return a->addr.family == AF_INET6 && memcmp(a->addr.bytes, v6lo, 16) == 0;
+}
+
+/* ---- the LMTP connection pool ----------------------------------------------- */
+
+static void pooled_free(struct pooled *p)
+{
+    struct relay *r = p->r;
+    for (struct pooled **pp = &r->pool; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    ev_conn_free(p->conn);
+    free(p);
+}
+
+/* An idle connection that speaks, closes or stays idle too long is dropped. */
+static void pooled_drop(void *arg)
+{
+    struct pooled *p = arg;
+    log_debug("event=lmtp_pool_close route=%s", p->key);
+    pooled_free(p);
+}
+
+static const struct ev_conn_ops pool_ops = {pooled_drop, pooled_drop, pooled_drop,
+                                            NULL,        NULL,        NULL};
+
+/* After a complete LMTP transaction: keep the connection for the next job of
+   the route (one per route), else say goodbye. */
+static void pool_put_or_quit(struct attempt *a)
+{
+    struct relay *r = a->r;
+    for (struct pooled *p = r->pool; p; p = p->next)
+        if (strcmp(p->key, a->pool_key) == 0) {
+            quit_finish(a);
+            return;
+        }
+    struct pooled *p = xcalloc(1, sizeof *p);
+    p->r = r;
+    snprintf(p->key, sizeof p->key, "%s", a->pool_key);
+    p->conn = a->conn;
+    p->ext = a->ext;
+    snprintf(p->host, sizeof p->host, "%s", a->host);
+    snprintf(p->addr_text, sizeof p->addr_text, "%s", a->addr_text);
+    snprintf(p->desc, sizeof p->desc, "%s", a->job->relay_desc);
+    a->conn = NULL;
+    ev_conn_set_owner(p->conn, &pool_ops, p);
+    ev_conn_set_timeout(p->conn, LMTP_IDLE);
+    p->next = r->pool;
+    r->pool = p;
+    attempt_finish(a);
+}
+
+static const struct ev_conn_ops conn_ops;
+
+/* Take the idle connection of this route, if there is one: RSET on it. */
+static bool pool_take(struct attempt *a)
+{
+    struct relay *r = a->r;
+    for (struct pooled *p = r->pool; p; p = p->next) {
+        if (strcmp(p->key, a->pool_key) != 0)
+            continue;
+        conn_reset(a);
+        a->conn = p->conn;
+        p->conn = NULL;
+        a->ext = p->ext;
+        a->esmtp = true;
+        a->reused = true;
+        snprintf(a->host, sizeof a->host, "%s", p->host);
+        snprintf(a->addr_text, sizeof a->addr_text, "%s", p->addr_text);
+        snprintf(a->job->relay_desc, sizeof a->job->relay_desc, "%s", p->desc);
+        pooled_free(p);
+        ev_conn_set_owner(a->conn, &conn_ops, a);
+        ev_conn_set_timeout(a->conn, r->cfg->outbound_timeout);
+        send_line(a, "RSET");
+        set_state(a, A_RSET);
+        return true;
+    }
+    return false;
 }
 
 /* ---- the body ------------------------------------------------------------ */
 
+/*
+ * Decide, once per job, what the body is for a peer without 8BITMIME: 7-bit
+ * (sent as it is), convertible (its converted size counted by a dry run of
+ * the converter), or not convertible. Returns false when the spool cannot be
+ * read.
+ */
+static bool body_classify(struct attempt *a)
+{
+    static uint8_t in[BODY_PIECE];
+    if (a->bclass != BODY_UNKNOWN)
+        return true;
+    bool eight = false;
+    for (uint64_t off = 0; off < a->body_size && !eight;) {
+        ssize_t got = spool_body_read(a->job->body, off, in, sizeof in);
+        if (got <= 0)
+            return false;
+        eight = smtp_needs_8bit(in, (size_t)got);
+        off += (uint64_t)got;
+    }
+    if (!eight) {
+        a->bclass = BODY_7BIT;
+        return true;
+    }
+    struct smtp_8to7 c;
+    struct buf out;
+    smtp_8to7_init(&c);
+    buf_init(&out, CONVERT_OUT_MAX);
+    enum smtp_8to7_result res = SMTP_8TO7_OK;
+    for (uint64_t off = 0; off < a->body_size && res == SMTP_8TO7_OK;) {
+        ssize_t got = spool_body_read(a->job->body, off, in, sizeof in);
+        if (got <= 0) {
+            smtp_8to7_free(&c);
+            buf_free(&out);
+            return false;
+        }
+        res = smtp_8to7_feed(&c, in, (size_t)got, &out);
+        buf_reset(&out);
+        off += (uint64_t)got;
+    }
+    if (res == SMTP_8TO7_OK)
+        res = smtp_8to7_finish(&c, &out);
+    if (res == SMTP_8TO7_FULL)
+        panic("8-bit converter output past CONVERT_OUT_MAX");
+    a->bclass = res == SMTP_8TO7_OK ? BODY_CONVERT : BODY_CANNOT;
+    a->converted_size = c.out;
+    smtp_8to7_free(&c);
+    buf_free(&out);
+    return true;
+}
+
+/* Write p[0..n) dot-stuffed (RFC 5321 §4.5.2: a line that starts with "."
+   gets one more). */
+static void write_stuffed(struct attempt *a, const uint8_t *p, size_t n)
+{
+    static uint8_t out[2 * BODY_PIECE];
+    while (n > 0) {
+        size_t take = n < BODY_PIECE ? n : BODY_PIECE, k = 0;
+        for (size_t i = 0; i < take; i++) {
+            if (a->line_start && p[i] == '.')
+                out[k++] = '.';
+            out[k++] = p[i];
+            a->line_start = p[i] == '\n';
+        }
+        a->last_octet = p[take - 1];
+        ev_conn_write(a->conn, out, k);
+        p += take;
+        n -= take;
+    }
+}
+
+static void body_failed(struct attempt *a, const char *why)
+{
+    rcpt_set_open(a, RELAY_DEFERRED, "4.3.0", why);
+    log_error("qid=%016" PRIX64 " event=relay_body_failed reason=\"%s\"", a->job->id, why);
+    conn_close(a);
+    attempt_finish(a);
+}
+
 static void body_pump(struct attempt *a)
 {
-    static uint8_t in[BODY_PIECE], out[2 * BODY_PIECE + 8];
+    static uint8_t in[BODY_PIECE];
     while (a->st == A_BODY && ev_conn_output_len(a->conn) < OUTPUT_HIGH) {
         if (a->body_off >= a->body_size) {
-            size_t n = 0;
-            if (a->last_octet != '\n' && a->body_size > 0) {
-                out[n++] = '\r';
-                out[n++] = '\n';
+            if (a->convert) {
+                if (smtp_8to7_finish(&a->conv, &a->conv_out) != SMTP_8TO7_OK) {
+                    body_failed(a, "the 8-bit body could not be converted");
+                    return;
+                }
+                write_stuffed(a, (const uint8_t *)a->conv_out.data, a->conv_out.len);
+                buf_reset(&a->conv_out);
             }
-            memcpy(out + n, ".\r\n", 3);
-            n += 3;
-            ev_conn_write(a->conn, out, n);
-            smtp_reply_init(&a->reply);
-            a->st = A_DOT;
+            if (a->last_octet != '\n' && (a->body_size > 0))
+                ev_conn_write(a->conn, "\r\n", 2);
+            ev_conn_write(a->conn, ".\r\n", 3);
+            a->dot_i = 0;
+            while (a->dot_i < a->job->nrcpt && !a->ok[a->dot_i])
+                a->dot_i++;
+            set_state(a, A_DOT);
             return;
         }
         ssize_t got = spool_body_read(a->job->body, a->body_off, in, sizeof in);
         if (got <= 0) {
-            rcpt_set_open(a, RELAY_DEFERRED, "4.3.0", "cannot read the message from the queue");
-            log_error("qid=%016" PRIX64 " event=relay_body_read_failed", a->job->id);
-            conn_close(a);
-            attempt_finish(a);
+            body_failed(a, "cannot read the message from the queue");
             return;
         }
-        /* RFC 5321 §4.5.2: a line that starts with "." gets one more. */
-        size_t n = 0;
-        for (ssize_t i = 0; i < got; i++) {
-            if (a->line_start && in[i] == '.')
-                out[n++] = '.';
-            out[n++] = in[i];
-            a->line_start = in[i] == '\n';
-        }
-        a->last_octet = in[got - 1];
         a->body_off += (uint64_t)got;
-        ev_conn_write(a->conn, out, n);
+        if (!a->convert) {
+            write_stuffed(a, in, (size_t)got);
+            continue;
+        }
+        /* Decided convertible before MAIL, so anything else is a broken invariant
+           (or the spool changed under us). */
+        if (smtp_8to7_feed(&a->conv, in, (size_t)got, &a->conv_out) != SMTP_8TO7_OK) {
+            body_failed(a, "the 8-bit body could not be converted");
+            return;
+        }
+        if (a->conv_out.len)
+            write_stuffed(a, (const uint8_t *)a->conv_out.data, a->conv_out.len);
+        buf_reset(&a->conv_out);
     }
 }
 
-/* ---- replies --------------------------------------------------------------- */
+static void body_start(struct attempt *a)
+{
+    set_state(a, A_BODY);
+    a->body_off = 0;
+    a->line_start = true;
+    a->last_octet = '\n';
+    if (a->convert) {
+        smtp_8to7_free(&a->conv);
+        smtp_8to7_init(&a->conv);
+        buf_free(&a->conv_out);
+        buf_init(&a->conv_out, CONVERT_OUT_MAX);
+    }
+    body_pump(a);
+}
 
-static void send_mail(struct attempt *a)
+/* ---- the transaction -------------------------------------------------------- */
+
+/* The next recipient at or after i whose RCPT is (or is to be) sent. */
+static size_t next_rcpt(struct attempt *a, size_t i)
+{
+    while (i < a->job->nrcpt && (a->pipelined ? !a->sent[i] : a->job->rcpt[i].dsn[0] != '\0'))
+        i++;
+    return i;
+}
+
+/* Format the RCPT of recipient i into b; false (and the recipient bounced)
+   when it cannot be formatted. */
+static bool rcpt_append(struct attempt *a, size_t i, struct buf *b)
+{
+    char line[1024];
+    struct relay_rcpt *rc = &a->job->rcpt[i];
+    long n = smtp_format_rcpt(line, sizeof line, rc->addr, rc->notify, rc->orcpt, &a->ext);
+    if (n < 0 || buf_append(b, line, (size_t)n) < 0) {
+        rcpt_set(rc, RELAY_BOUNCED, "5.1.3", "cannot format the RCPT command");
+        return false;
+    }
+    a->sent[i] = true;
+    return true;
+}
+
+/* Without PIPELINING: the RCPT of the next recipient at or after i, or DATA
+   (or QUIT when none was accepted). */
+static void send_next_rcpt(struct attempt *a, size_t i)
+{
+    for (i = next_rcpt(a, i); i < a->job->nrcpt; i = next_rcpt(a, i + 1)) {
+        struct buf b;
+        buf_init(&b, 1024);
+        bool ok = rcpt_append(a, i, &b);
+        if (ok)
+            ev_conn_write(a->conn, b.data, b.len);
+        buf_free(&b);
+        if (ok) {
+            a->rcpt_i = i;
+            set_state(a, A_RCPT);
+            return;
+        }
+    }
+    if (a->accepted == 0) {
+        quit_finish(a);
+        return;
+    }
+    send_line(a, "DATA");
+    set_state(a, A_DATA);
+}
+
+/* MAIL; with PIPELINING also every RCPT and DATA, in one write (RFC 2920 §3.1). */
+static void send_envelope(struct attempt *a)
 {
     char line[1024];
     struct relay_job *j = a->job;
-    long n = smtp_format_mail(line, sizeof line, j->sender, &a->ext, a->body_size, j->body_8bit,
-                              j->smtputf8, (enum smtp_ret)j->ret, j->envid);
+    bool declare = j->body_8bit && a->ext.eightbitmime;
+    uint64_t size = a->convert ? a->converted_size : a->body_size;
+    long n = smtp_format_mail(line, sizeof line, j->sender, &a->ext, size, declare, j->smtputf8,
+                              (enum smtp_ret)j->ret, j->envid);
     if (n < 0) {
         rcpt_set_open(a, RELAY_BOUNCED, "5.3.0", "cannot format the MAIL command");
-        quit(a);
-        attempt_finish(a);
+        quit_finish(a);
         return;
     }
-    ev_conn_write(a->conn, line, (size_t)n);
-    smtp_reply_init(&a->reply);
-    a->st = A_MAIL;
-}
-
-static void send_rcpt(struct attempt *a)
-{
-    char line[1024];
-    struct relay_rcpt *rc = &a->job->rcpt[a->rcpt_i];
-    long n = smtp_format_rcpt(line, sizeof line, rc->addr, rc->notify, rc->orcpt, &a->ext);
-    if (n < 0) {
-        rcpt_set(rc, RELAY_BOUNCED, "5.1.3", "cannot format the RCPT command");
-        a->rcpt_i++;
-        if (a->rcpt_i < a->job->nrcpt)
-            send_rcpt(a);
+    a->pipelined = a->ext.pipelining;
+    if (!a->pipelined) {
+        ev_conn_write(a->conn, line, (size_t)n);
+        set_state(a, A_MAIL);
         return;
     }
-    ev_conn_write(a->conn, line, (size_t)n);
-    smtp_reply_init(&a->reply);
-    a->st = A_RCPT;
+    struct buf b;
+    buf_init(&b, PIPELINE_MAX);
+    buf_append(&b, line, (size_t)n);
+    for (size_t i = 0; i < j->nrcpt; i++)
+        if (j->rcpt[i].dsn[0] == '\0')
+            rcpt_append(a, i, &b);
+    if (buf_puts(&b, "DATA\r\n") < 0)
+        panic("pipelined envelope past PIPELINE_MAX");
+    ev_conn_write(a->conn, b.data, b.len);
+    buf_free(&b);
+    set_state(a, A_MAIL);
 }
 
-/* After EHLO/HELO (and TLS): check what the peer can take, then MAIL. */
+/* After EHLO/HELO (TLS, AUTH): check what the peer can take, then MAIL. */
 static void start_transaction(struct attempt *a)
 {
     struct relay_job *j = a->job;
@@ -282,30 +610,154 @@ static void start_transaction(struct attempt *a)
                  "host %s[%s] does not support SMTPUTF8, which this message needs", a->host,
                  a->addr_text);
         rcpt_set_open(a, RELAY_BOUNCED, "5.6.7", text);
-        quit(a);
-        attempt_finish(a);
+        quit_finish(a);
         return;
     }
-    if (j->body_8bit && !a->ext.eightbitmime && a->esmtp) {
-        snprintf(text, sizeof text,
-                 "host %s[%s] does not support 8BITMIME, and this 8-bit message is not "
-                 "converted",
-                 a->host, a->addr_text);
-        rcpt_set_open(a, RELAY_BOUNCED, "5.6.3", text);
-        quit(a);
-        attempt_finish(a);
-        return;
+    a->convert = false;
+    if (!a->ext.eightbitmime) {
+        if (!body_classify(a)) {
+            rcpt_set_open(a, RELAY_DEFERRED, "4.3.0", "cannot read the message from the queue");
+            log_error("qid=%016" PRIX64 " event=relay_body_failed reason=\"spool read\"",
+                      a->job->id);
+            quit_finish(a);
+            return;
+        }
+        if (a->bclass == BODY_CANNOT) {
+            snprintf(text, sizeof text,
+                     "host %s[%s] does not support 8BITMIME, and this 8-bit message cannot be "
+                     "converted to 7 bit",
+                     a->host, a->addr_text);
+            rcpt_set_open(a, RELAY_BOUNCED, "5.6.3", text);
+            quit_finish(a);
+            return;
+        }
+        a->convert = a->bclass == BODY_CONVERT;
+        if (a->convert)
+            log_info("qid=%016" PRIX64 " event=relay_8bit_convert host=%s[%s] size=%" PRIu64
+                     " converted=%" PRIu64,
+                     a->job->id, a->host, a->addr_text, a->body_size, a->converted_size);
     }
-    if (a->ext.size && a->ext.size_max && a->body_size > a->ext.size_max) {
+    uint64_t size = a->convert ? a->converted_size : a->body_size;
+    if (a->ext.size && a->ext.size_max && size > a->ext.size_max) {
         snprintf(text, sizeof text,
-                 "message size %" PRIu64 " exceeds the limit %" PRIu64 " of host %s[%s]",
-                 a->body_size, a->ext.size_max, a->host, a->addr_text);
+                 "message size %" PRIu64 " exceeds the limit %" PRIu64 " of host %s[%s]", size,
+                 a->ext.size_max, a->host, a->addr_text);
         rcpt_set_open(a, RELAY_BOUNCED, "5.3.4", text);
-        quit(a);
-        attempt_finish(a);
+        quit_finish(a);
         return;
     }
-    send_mail(a);
+    send_envelope(a);
+}
+
+/* AUTH PLAIN with the initial response, or AUTH LOGIN (RFC 4954). */
+static void send_auth(struct attempt *a)
+{
+    const struct transport_auth *cr = &a->r->auth;
+    char b64[700];
+    if (a->ext.auth & SMTP_AUTH_MECH_PLAIN) {
+        uint8_t raw[TRANSPORT_USER_MAX + TRANSPORT_PASS_MAX + 3];
+        size_t ul = strlen(cr->user), pl = strlen(cr->pass), n = 0;
+        raw[n++] = '\0';
+        memcpy(raw + n, cr->user, ul);
+        n += ul;
+        raw[n++] = '\0';
+        memcpy(raw + n, cr->pass, pl);
+        n += pl;
+        sasl_b64_encode(raw, n, b64, sizeof b64);
+        send_line(a, "AUTH PLAIN %s", b64);
+        explicit_bzero(raw, sizeof raw);
+        explicit_bzero(b64, sizeof b64);
+        a->auth_step = 3;
+    } else {
+        send_line(a, "AUTH LOGIN");
+        a->auth_step = 1;
+    }
+    set_state(a, A_AUTH);
+}
+
+/* EHLO (and STARTTLS) done: AUTH to the relayhost, then the transaction. */
+static void after_hello(struct attempt *a)
+{
+    if (!a->smarthost || !a->r->has_auth) {
+        start_transaction(a);
+        return;
+    }
+    if (!a->tls && !addr_is_loopback(a)) {
+        char text[600];
+        snprintf(text, sizeof text,
+                 "host %s[%s] offers no TLS, and the relayhost credentials are sent only over "
+                 "TLS",
+                 a->host, a->addr_text);
+        address_failed(a, text);
+        return;
+    }
+    if (!(a->ext.auth & (SMTP_AUTH_MECH_PLAIN | SMTP_AUTH_MECH_LOGIN))) {
+        log_warn("qid=%016" PRIX64 " event=relay_auth_unavailable host=%s[%s] "
+                 "reason=\"no AUTH PLAIN or LOGIN offered; sending without AUTH\"",
+                 a->job->id, a->host, a->addr_text);
+        start_transaction(a);
+        return;
+    }
+    send_auth(a);
+}
+
+/* ---- replies --------------------------------------------------------------- */
+
+static void on_auth_reply(struct attempt *a, enum smtp_outcome o)
+{
+    const struct transport_auth *cr = &a->r->auth;
+    char text[900], dsn[SMTP_ENH_MAX], b64[700];
+    const char *mech = a->ext.auth & SMTP_AUTH_MECH_PLAIN ? "PLAIN" : "LOGIN";
+    if (a->reply.code == 334 && (a->auth_step == 1 || a->auth_step == 2)) {
+        const char *v = a->auth_step == 1 ? cr->user : cr->pass;
+        sasl_b64_encode((const uint8_t *)v, strlen(v), b64, sizeof b64);
+        send_line(a, "%s", b64);
+        explicit_bzero(b64, sizeof b64);
+        a->auth_step++;
+        return;
+    }
+    if (o == SMTP_OUTCOME_OK) {
+        log_info("qid=%016" PRIX64 " event=relay_auth host=%s[%s] user=%s mech=%s result=ok",
+                 a->job->id, a->host, a->addr_text, cr->user, mech);
+        start_transaction(a);
+        return;
+    }
+    /* Refused (535 and the like): a configuration problem on one side or the
+       other, never the message's fault, so every recipient waits (4.x.x). */
+    reply_text(a, "AUTH", text, sizeof text);
+    smtp_reply_status(&a->reply, dsn);
+    dsn[0] = '4';
+    log_warn("qid=%016" PRIX64 " event=relay_auth host=%s[%s] user=%s mech=%s result=failed "
+             "reply=%d",
+             a->job->id, a->host, a->addr_text, cr->user, mech, a->reply.code);
+    rcpt_set_open(a, RELAY_DEFERRED, dsn, text);
+    if (a->reply.code == 334)
+        send_line(a, "*"); /* cancel the exchange (RFC 4954 §4) */
+    quit_finish(a);
+}
+
+/* One final reply after the dot: for the whole transaction (SMTP) or for
+   recipient dot_i (LMTP, RFC 2033 §4.2). */
+static void on_dot_reply(struct attempt *a, enum smtp_outcome o, const char *dsn)
+{
+    char text[900];
+    reply_text(a, "end of DATA", text, sizeof text);
+    enum relay_result res = reply_result(o);
+    const char *code = dsn[0] ? dsn : "2.0.0";
+    if (!a->lmtp) {
+        for (size_t i = 0; i < a->job->nrcpt; i++)
+            if (a->ok[i])
+                rcpt_set(&a->job->rcpt[i], res, code, text);
+        quit_finish(a);
+        return;
+    }
+    rcpt_set(&a->job->rcpt[a->dot_i], res, code, text);
+    a->dot_i++;
+    while (a->dot_i < a->job->nrcpt && !a->ok[a->dot_i])
+        a->dot_i++;
+    if (a->dot_i < a->job->nrcpt)
+        return; /* the next recipient's reply */
+    pool_put_or_quit(a);
 }
 
 static void on_reply(struct attempt *a)
@@ -313,7 +765,7 @@ static void on_reply(struct attempt *a)
     struct smtp_reply *rep = &a->reply;
     enum smtp_outcome o = smtp_reply_outcome(rep->code);
     char text[900], dsn[SMTP_ENH_MAX];
-    reply_dsn(rep, dsn);
+    smtp_reply_status(rep, dsn);
     switch (a->st) {
     case A_GREETING:
         if (o != SMTP_OUTCOME_OK) {
@@ -321,28 +773,28 @@ static void on_reply(struct attempt *a)
             address_failed(a, text);
             return;
         }
-        send_line(a, "EHLO %s", a->r->cfg->hostname);
-        a->st = A_EHLO;
+        send_line(a, "%s %s", a->lmtp ? "LHLO" : "EHLO", a->r->cfg->hostname);
+        set_state(a, A_EHLO);
         return;
     case A_EHLO:
         if (o == SMTP_OUTCOME_OK) {
             a->esmtp = true;
             smtp_ehlo_parse(rep, &a->ext);
-            if (a->ext.starttls && !a->tls && a->r->tls) {
+            if (!a->lmtp && a->ext.starttls && !a->tls && a->r->tls) {
                 send_line(a, "STARTTLS");
-                a->st = A_STARTTLS;
+                set_state(a, A_STARTTLS);
                 return;
             }
-            start_transaction(a);
+            after_hello(a);
             return;
         }
-        if (a->tls) { /* EHLO refused inside TLS: nothing to fall back to */
-            reply_text(a, "EHLO", text, sizeof text);
+        if (a->tls || a->lmtp) { /* nothing to fall back to */
+            reply_text(a, a->lmtp ? "LHLO" : "EHLO", text, sizeof text);
             address_failed(a, text);
             return;
         }
         send_line(a, "HELO %s", a->r->cfg->hostname);
-        a->st = A_HELO;
+        set_state(a, A_HELO);
         return;
     case A_HELO:
         if (o != SMTP_OUTCOME_OK) {
@@ -351,12 +803,12 @@ static void on_reply(struct attempt *a)
             return;
         }
         memset(&a->ext, 0, sizeof a->ext);
-        start_transaction(a);
+        after_hello(a);
         return;
     case A_STARTTLS:
         if (rep->code != 220) {
             /* Opportunistic: go on in plaintext. */
-            start_transaction(a);
+            after_hello(a);
             return;
         }
         {
@@ -365,19 +817,32 @@ static void on_reply(struct attempt *a)
                 log_warn("qid=%016" PRIX64 " event=starttls_discard host=%s[%s] octets=%zu",
                          a->job->id, a->host, a->addr_text, stray);
         }
-        a->st = A_TLS;
+        set_state(a, A_TLS);
+        return;
+    case A_AUTH:
+        on_auth_reply(a, o);
+        return;
+    case A_RSET:
+        if (o != SMTP_OUTCOME_OK) {
+            conn_lost(a, "RSET refused");
+            return;
+        }
+        start_transaction(a);
         return;
     case A_MAIL:
         if (o == SMTP_OUTCOME_OK) {
-            a->rcpt_i = 0;
-            send_rcpt(a);
+            if (a->pipelined) {
+                a->rcpt_i = next_rcpt(a, 0);
+                set_state(a, a->rcpt_i < a->job->nrcpt ? A_RCPT : A_DATA);
+            } else {
+                send_next_rcpt(a, 0);
+            }
             return;
         }
         reply_text(a, "MAIL FROM", text, sizeof text);
         if (o == SMTP_OUTCOME_BOUNCE) {
             rcpt_set_open(a, RELAY_BOUNCED, dsn, text);
-            quit(a);
-            attempt_finish(a);
+            quit_finish(a);
             return;
         }
         address_failed(a, text);
@@ -389,50 +854,34 @@ static void on_reply(struct attempt *a)
             a->accepted++;
         } else {
             reply_text(a, "RCPT TO", text, sizeof text);
-            rcpt_set(rc, o == SMTP_OUTCOME_BOUNCE ? RELAY_BOUNCED : RELAY_DEFERRED, dsn, text);
+            rcpt_set(rc, reply_result(o), dsn, text);
         }
-        a->rcpt_i++;
-        while (a->rcpt_i < a->job->nrcpt && a->job->rcpt[a->rcpt_i].dsn[0])
-            a->rcpt_i++;
-        if (a->rcpt_i < a->job->nrcpt) {
-            send_rcpt(a);
+        if (!a->pipelined) {
+            send_next_rcpt(a, a->rcpt_i + 1);
             return;
         }
-        if (a->accepted == 0) {
-            quit(a);
-            attempt_finish(a);
-            return;
-        }
-        send_line(a, "DATA");
-        a->st = A_DATA;
+        a->rcpt_i = next_rcpt(a, a->rcpt_i + 1);
+        if (a->rcpt_i >= a->job->nrcpt)
+            set_state(a, A_DATA); /* DATA is on its way already */
         return;
     }
     case A_DATA:
         if (rep->code == 354) {
-            a->st = A_BODY;
-            a->body_off = 0;
-            a->line_start = true;
-            body_pump(a);
+            if (a->accepted == 0) {
+                /* RFC 2920 §3.1: no recipient, yet 354: send an empty message. */
+                ev_conn_write(a->conn, ".\r\n", 3);
+                quit_finish(a);
+                return;
+            }
+            body_start(a);
             return;
         }
         reply_text(a, "DATA", text, sizeof text);
         rcpt_set_open(a, o == SMTP_OUTCOME_BOUNCE ? RELAY_BOUNCED : RELAY_DEFERRED, dsn, text);
-        quit(a);
-        attempt_finish(a);
+        quit_finish(a);
         return;
     case A_DOT:
-        reply_text(a, "end of DATA", text, sizeof text);
-        if (o == SMTP_OUTCOME_OK) {
-            char ok[900];
-            snprintf(ok, sizeof ok, "%s", text);
-            for (size_t i = 0; i < a->job->nrcpt; i++)
-                if (a->ok[i])
-                    rcpt_set(&a->job->rcpt[i], RELAY_SENT, dsn[0] ? dsn : "2.0.0", ok);
-        } else {
-            rcpt_set_open(a, o == SMTP_OUTCOME_BOUNCE ? RELAY_BOUNCED : RELAY_DEFERRED, dsn, text);
-        }
-        quit(a);
-        attempt_finish(a);
+        on_dot_reply(a, o, dsn);
         return;
     default:
         return;
@@ -465,8 +914,10 @@ static void on_read(void *arg)
             conn_lost(a, "malformed reply");
             return;
         }
-        if (step == SMTP_REPLY_DONE)
+        if (step == SMTP_REPLY_DONE) {
             on_reply(a);
+            smtp_reply_init(&a->reply); /* replies may follow back to back (PIPELINING) */
+        }
     }
     if (!a->finished && a->conn && a->st == A_BODY && ev_conn_input_len(a->conn) > 0) {
         /* The server spoke while we sent the body: it is giving up. */
@@ -514,7 +965,7 @@ static void on_connect(void *arg)
     struct attempt *a = arg;
     if (a->finished)
         return;
-    a->st = A_GREETING;
+    set_state(a, A_GREETING);
     smtp_reply_init(&a->reply);
 }
 
@@ -530,8 +981,9 @@ static void on_tls_ready(void *arg)
                  a->host, a->addr_text, info.version, info.cipher);
     /* RFC 3207 §4.2: start again with EHLO. */
     memset(&a->ext, 0, sizeof a->ext);
+    smtp_reply_init(&a->reply);
     send_line(a, "EHLO %s", a->r->cfg->hostname);
-    a->st = A_EHLO;
+    set_state(a, A_EHLO);
 }
 
 static void on_drain(void *arg)
@@ -548,9 +1000,45 @@ static const struct ev_conn_ops conn_ops = {on_read,      on_close,   on_timeout
 
 /* ---- the attempt ------------------------------------------------------------- */
 
-/* Connect to the next address of the next host, or give up. */
+/* Forget everything about the previous connection. */
+static void conn_reset(struct attempt *a)
+{
+    a->tls = false;
+    a->esmtp = false;
+    a->reused = false;
+    a->pipelined = false;
+    a->accepted = 0;
+    a->auth_step = 0;
+    a->convert = false;
+    memset(&a->ext, 0, sizeof a->ext);
+    for (size_t i = 0; i < a->job->nrcpt; i++)
+        a->ok[i] = a->sent[i] = false;
+    smtp_reply_init(&a->reply);
+}
+
+/* Connect to the next address of the next host (or the unix socket), or give up. */
 static void attempt_next_address(struct attempt *a)
 {
+    struct relay *r = a->r;
+    uint32_t timeout = r->cfg->outbound_timeout;
+    if (!a->hop) {
+        if (a->unix_tried) {
+            rcpt_set_open(a, RELAY_DEFERRED, "4.4.1",
+                          a->last_error[0] ? a->last_error : "no connection");
+            attempt_finish(a);
+            return;
+        }
+        a->unix_tried = true;
+        snprintf(a->host, sizeof a->host, "localhost");
+        snprintf(a->addr_text, sizeof a->addr_text, "%s", a->route->path);
+        snprintf(a->job->relay_desc, sizeof a->job->relay_desc, "localhost[%s]", a->route->path);
+        conn_reset(a);
+        set_state(a, A_CONNECT);
+        a->conn =
+            ev_conn_connect_unix(r->loop, a->route->path, &conn_ops, a, MAX_INPUT, CONNECT_TIMEOUT);
+        ev_conn_set_timeout(a->conn, timeout);
+        return;
+    }
     struct dns_nexthop *h = a->hop;
     while (a->host_i < h->nhosts && a->addr_i >= h->hosts[a->host_i].naddrs) {
         a->host_i++;
@@ -563,28 +1051,23 @@ static void attempt_next_address(struct attempt *a)
         return;
     }
     const struct dns_host *host = &h->hosts[a->host_i];
-    const struct dns_addr *addr = &host->addrs[a->addr_i];
+    a->addr = host->addrs[a->addr_i];
     snprintf(a->host, sizeof a->host, "%s", host->name);
-    dns_addr_format(addr, a->addr_text, sizeof a->addr_text);
+    dns_addr_format(&a->addr, a->addr_text, sizeof a->addr_text);
     snprintf(a->job->relay_desc, sizeof a->job->relay_desc, "%s[%s]:%u", a->host, a->addr_text,
-             a->r->cfg->outbound_port);
+             a->port);
     struct sockaddr_storage ss;
-    socklen_t sl = dns_addr_sockaddr(addr, (uint16_t)a->r->cfg->outbound_port, &ss);
+    socklen_t sl = dns_addr_sockaddr(&a->addr, a->port, &ss);
     if (sl == 0) {
         a->addr_i++;
         attempt_next_address(a);
         return;
     }
-    a->tls = false;
-    a->esmtp = false;
-    a->accepted = 0;
-    memset(&a->ext, 0, sizeof a->ext);
-    for (size_t i = 0; i < a->job->nrcpt; i++)
-        a->ok[i] = false;
-    a->st = A_CONNECT;
-    a->conn = ev_conn_connect(a->r->loop, (const struct sockaddr *)&ss, sl, &conn_ops, a, MAX_INPUT,
+    conn_reset(a);
+    set_state(a, A_CONNECT);
+    a->conn = ev_conn_connect(r->loop, (const struct sockaddr *)&ss, sl, &conn_ops, a, MAX_INPUT,
                               CONNECT_TIMEOUT);
-    ev_conn_set_timeout(a->conn, a->r->cfg->outbound_timeout);
+    ev_conn_set_timeout(a->conn, timeout);
 }
 
 static void on_nexthop(void *arg, const struct dns_nexthop *res)
@@ -594,8 +1077,14 @@ static void on_nexthop(void *arg, const struct dns_nexthop *res)
     if (res->status != DNS_OK) {
         char text[400];
         snprintf(text, sizeof text, "%s", res->reason);
-        rcpt_set_open(a, dns_status_temporary(res->status) ? RELAY_DEFERRED : RELAY_BOUNCED,
-                      dns_status_dsn(res->status), text);
+        /* The recipient's own domain decides; a configured host that does not
+           resolve is our problem, never the sender's: wait. */
+        bool temporary = dns_status_temporary(res->status) || a->route;
+        rcpt_set_open(a, temporary ? RELAY_DEFERRED : RELAY_BOUNCED,
+                      temporary ? "4.4.3" : dns_status_dsn(res->status), text);
+        if (!dns_status_temporary(res->status) && a->route)
+            log_warn("qid=%016" PRIX64 " event=relay_route_unresolved host=%s reason=\"%s\"",
+                     a->job->id, a->route->host, res->reason);
         attempt_finish(a);
         return;
     }
@@ -605,13 +1094,67 @@ static void on_nexthop(void *arg, const struct dns_nexthop *res)
     attempt_next_address(a);
 }
 
+/* Look up (or, for a unix socket, connect to) the route's hosts. */
+static void attempt_connect_fresh(struct attempt *a)
+{
+    struct relay *r = a->r;
+    const struct route *rt = a->route;
+    if (rt && rt->kind == ROUTE_LMTP && rt->unix_socket) {
+        attempt_next_address(a);
+        return;
+    }
+    set_state(a, A_DNS);
+    if (!rt)
+        a->lookup = dns_resolve_nexthop(r->dns, a->job->domain, on_nexthop, a);
+    else if (rt->mx)
+        a->lookup = dns_resolve_nexthop(r->dns, rt->host, on_nexthop, a);
+    else
+        a->lookup = dns_resolve_host(r->dns, rt->host, on_nexthop, a);
+}
+
+/* Choose the route and go (from the loop, never inside relay_start). */
+static void attempt_begin(void *arg)
+{
+    struct attempt *a = arg;
+    struct relay *r = a->r;
+    const struct route *rt = transport_lookup(r->transports, a->job->domain);
+    if (!rt && r->has_relayhost) {
+        rt = &r->relayhost;
+        a->smarthost = true;
+    }
+    a->route = rt;
+    a->port = (uint16_t)r->cfg->outbound_port;
+    if (rt && rt->port)
+        a->port = rt->port;
+    if (rt && rt->kind == ROUTE_MAILDIR) {
+        char text[400];
+        snprintf(text, sizeof text,
+                 "the transport route of %s is maildir, which serves only local domains",
+                 a->job->domain);
+        rcpt_set_open(a, RELAY_DEFERRED, "4.3.5", text);
+        attempt_finish(a);
+        return;
+    }
+    if (rt && rt->kind == ROUTE_LMTP) {
+        a->lmtp = true;
+        transport_route_format(rt, a->pool_key, sizeof a->pool_key);
+        if (pool_take(a))
+            return;
+    }
+    attempt_connect_fresh(a);
+}
+
 static void attempt_free(struct attempt *a)
 {
     if (a->lookup)
         dns_cancel(a->lookup);
     ev_conn_free(a->conn);
+    ev_timer_free(a->begin);
+    smtp_8to7_free(&a->conv);
+    buf_free(&a->conv_out);
     free(a->hop);
     free(a->ok);
+    free(a->sent);
     free(a);
 }
 
@@ -645,6 +1188,7 @@ static void attempt_finish(struct attempt *a)
         dns_cancel(a->lookup);
         a->lookup = NULL;
     }
+    ev_timer_stop(a->begin);
     ev_conn_free(a->conn);
     a->conn = NULL;
     a->next = r->dead;
@@ -660,7 +1204,10 @@ void relay_start(struct relay *r, struct relay_job *job)
     a->r = r;
     a->job = job;
     a->ok = xcalloc(job->nrcpt ? job->nrcpt : 1, sizeof *a->ok);
+    a->sent = xcalloc(job->nrcpt ? job->nrcpt : 1, sizeof *a->sent);
     a->body_size = spool_body_size(job->body);
+    smtp_8to7_init(&a->conv);
+    buf_init(&a->conv_out, CONVERT_OUT_MAX);
     snprintf(job->relay_desc, sizeof job->relay_desc, "none");
     for (size_t i = 0; i < job->nrcpt; i++) {
         job->rcpt[i].result = RELAY_DEFERRED;
@@ -672,18 +1219,30 @@ void relay_start(struct relay *r, struct relay_job *job)
         r->attempts->prev = a;
     r->attempts = a;
     r->in_flight++;
-    a->st = A_DNS;
-    a->lookup = dns_resolve_nexthop(r->dns, job->domain, on_nexthop, a);
+    a->st = A_BEGIN;
+    a->begin = ev_timer_new(r->loop, attempt_begin, a);
+    ev_timer_start(a->begin, 0);
 }
 
 struct relay *relay_new(struct ev_loop *loop, struct dns_resolver *dns, struct tls_client *tls,
-                        const struct config *cfg)
+                        const struct config *cfg, const struct relay_routes *routes)
 {
     struct relay *r = xcalloc(1, sizeof *r);
     r->loop = loop;
     r->dns = dns;
     r->tls = tls;
     r->cfg = cfg;
+    if (routes) {
+        r->transports = routes->transports;
+        if (routes->relayhost) {
+            r->relayhost = *routes->relayhost;
+            r->has_relayhost = true;
+        }
+        if (routes->auth) {
+            r->auth = *routes->auth;
+            r->has_auth = true;
+        }
+    }
     r->reaper = ev_timer_new(loop, on_reap, r);
     return r;
 }
@@ -708,6 +1267,9 @@ void relay_free(struct relay *r)
         return;
     relay_cancel_all(r);
     on_reap(r);
+    while (r->pool)
+        pooled_free(r->pool);
     ev_timer_free(r->reaper);
+    explicit_bzero(&r->auth, sizeof r->auth);
     free(r);
 }

@@ -10,14 +10,33 @@
  * the DSN parameters the peer supports, one RCPT per recipient, DATA with the
  * body dot-stuffed from the spool, QUIT.
  *
+ * With PIPELINING (RFC 2920) MAIL, every RCPT and DATA go out in one write
+ * and the replies are read in order. A body with 8-bit octets for a peer
+ * without 8BITMIME is converted to quoted-printable while it is sent (RFC
+ * 6152 §3); whether it can be is decided before MAIL, by a dry run of the
+ * converter over the spooled body.
+ *
+ * Routes (config/transport.h): the transport table given to relay_new is
+ * looked up with the job's domain; without an entry, the relayhost (when
+ * set) takes all the mail, else the domain's MX hosts. An smtp route or the
+ * relayhost names a host (MX lookup without brackets); with the relayhost
+ * and credentials, AUTH PLAIN (or LOGIN when only it is offered, RFC 4954)
+ * follows EHLO, only over TLS unless the host is on loopback, and a refused
+ * AUTH defers (a wrong password must not bounce mail). An lmtp route speaks
+ * LMTP (RFC 2033: LHLO, one reply per accepted recipient after the final
+ * dot) on a unix socket or over TCP, and keeps one idle connection per route
+ * for the next job (RSET first; closed after 60 s idle or on any error). A
+ * maildir route is not served here (the scheduler delivers only local
+ * domains to Maildir): its recipients are deferred (4.3.5).
+ *
  * Every recipient's outcome is classified once, where it is learnt: a 2xx
  * to the end of data delivers, a 5xx bounces, a 4xx, a lost connection, a
  * timeout or a temporary DNS failure defers. Trouble before any recipient is
  * accepted (connection refused, greeting or EHLO refused, MAIL 4xx) moves on
  * to the next address and host; when none is left the recipients are
- * deferred with the last reason. A message whose body needs 8BITMIME or
- * SMTPUTF8 or exceeds the peer's SIZE is bounced when the peer lacks it
- * (5.6.3, 5.6.7, 5.3.4).
+ * deferred with the last reason. A message that needs SMTPUTF8, exceeds the
+ * peer's SIZE, or has 8-bit octets the converter cannot handle is bounced
+ * when the peer lacks the extension (5.6.7, 5.3.4, 5.6.3).
  *
  * Loop thread only. The job and everything it points to belong to the
  * caller and must stay valid until its done callback, which is called
@@ -31,6 +50,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "config/transport.h"
 #include "spool/spool.h"
 
 struct ev_loop;
@@ -66,8 +86,17 @@ struct relay_job {
     void *arg;
 };
 
+/* Where mail goes besides DNS's MX (all optional). */
+struct relay_routes {
+    const struct transport_table *transports; /* transport_file entries (kept by the caller,
+                                                 valid until relay_free), or NULL */
+    const struct route *relayhost;            /* relayhost (copied), or NULL */
+    const struct transport_auth *auth;        /* relayhost credentials (copied), or NULL */
+};
+
+/* routes may be NULL: every domain goes to its MX hosts. */
 struct relay *relay_new(struct ev_loop *loop, struct dns_resolver *dns, struct tls_client *tls,
-                        const struct config *cfg);
+                        const struct config *cfg, const struct relay_routes *routes);
 /* Ends every job in flight (recipients deferred, done called), then frees. */
 void relay_free(struct relay *r);
 void relay_start(struct relay *r, struct relay_job *job);

@@ -11,6 +11,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 struct ev_loop {
@@ -452,6 +454,26 @@ struct ev_conn *ev_conn_connect(struct ev_loop *loop, const struct sockaddr *sa,
     }
     c->fd = bufferevent_getfd(c->bev);
     return c;
+}
+
+struct ev_conn *ev_conn_connect_unix(struct ev_loop *loop, const char *path,
+                                     const struct ev_conn_ops *ops, void *arg, size_t max_input,
+                                     uint32_t connect_timeout)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n >= sizeof sun.sun_path)
+        n = sizeof sun.sun_path - 1; /* cut: the connect fails, reported through on_close */
+    memcpy(sun.sun_path, path, n);
+    return ev_conn_connect(loop, (const struct sockaddr *)&sun,
+                           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1), ops, arg,
+                           max_input, connect_timeout);
+}
+
+void ev_conn_set_owner(struct ev_conn *c, const struct ev_conn_ops *ops, void *arg)
+{
+    c->ops = ops;
+    c->arg = arg;
 }
 
 struct ev_conn *ev_conn_new_tls(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops,

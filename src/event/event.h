@@ -88,6 +88,13 @@ struct ev_conn *ev_conn_new(struct ev_loop *loop, int fd, const struct ev_conn_o
 struct ev_conn *ev_conn_connect(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
                                 const struct ev_conn_ops *ops, void *arg, size_t max_input,
                                 uint32_t connect_timeout);
+/* The same to a unix-domain socket (LMTP to a local Dovecot). */
+struct ev_conn *ev_conn_connect_unix(struct ev_loop *loop, const char *path,
+                                     const struct ev_conn_ops *ops, void *arg, size_t max_input,
+                                     uint32_t connect_timeout);
+/* Hand the connection to another owner: later callbacks go to ops with arg
+   (a connection pool keeps an idle connection this way). */
+void ev_conn_set_owner(struct ev_conn *c, const struct ev_conn_ops *ops, void *arg);
 /* The same over implicit TLS (RFC 8314): the server handshake runs first, and
    output written before it completes is sent after it. The conn owns ssl. */
 struct ev_conn *ev_conn_new_tls(struct ev_loop *loop, int fd, const struct ev_conn_ops *ops,
