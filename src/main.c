@@ -369,7 +369,7 @@ static int cmd_serve(int argc, char **argv)
     d.dns = dns_resolver_new(d.loop, d.cfg, err, sizeof err);
     if (!d.dns)
         fatal("event=fatal reason=\"cannot start the DNS resolver\" error=\"%s\"", err);
-    d.tls_client = tls_client_new(err, sizeof err);
+    d.tls_client = tls_client_new(d.cfg->outbound_tls_ca_file, err, sizeof err);
     if (!d.tls_client)
         fatal("event=fatal reason=\"cannot create the TLS client context\" error=\"%s\"", err);
     load_routes(&d);

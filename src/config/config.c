@@ -380,6 +380,7 @@ enum key_type {
     KT_STRING,     /* one word; empty: the default (sdef, may be NULL) */
     KT_PORT,       /* uint32_t 1 to 65535 */
     KT_DNSPREFER,  /* ipv6 | ipv4 */
+    KT_OTLS,       /* may | none | encrypt | verify */
     KT_FORWARDERS, /* list of address[@port] */
     KT_SIZE64,     /* uint64_t octets, K/M/G suffixes */
     KT_SIZE,       /* size_t octets, K/M/G suffixes */
@@ -452,6 +453,8 @@ static const struct key_def keys[] = {
     {"dns_prefer", KT_DNSPREFER, F(dns_prefer), CONFIG_DNS_PREFER_IPV6, 0, 0, NULL, 0},
     {"dns_timeout", KT_TIME, F(dns_timeout), 30, 1, 600, NULL, 0},
     {"outbound_port", KT_PORT, F(outbound_port), 25, 1, 65535, NULL, 0},
+    {"outbound_tls", KT_OTLS, F(outbound_tls), CONFIG_OTLS_MAY, 0, 0, NULL, 0},
+    {"outbound_tls_ca_file", KT_PATH_OPT, F(outbound_tls_ca_file), 0, 0, 0, NULL, 0},
     {"outbound_timeout", KT_TIME, F(outbound_timeout), 300, 1, 3600, NULL, 0},
     {"relay_concurrency", KT_COUNT, F(relay_concurrency), 100, 1, 10000, NULL, 0},
     {"destination_concurrency", KT_COUNT, F(destination_concurrency), 20, 1, 1000, NULL, 0},
@@ -479,6 +482,7 @@ static const char *const loglevel_names[] = {"error", "warn", "info", "debug"};
 static const char *const tlsver_names[] = {"TLSv1.2", "TLSv1.3"};
 static const char *const bool_names[] = {"no", "yes"};
 static const char *const prefer_names[] = {"ipv6", "ipv4"};
+static const char *const otls_names[] = {"may", "none", "encrypt", "verify"};
 
 /* The names of an enumerated key's values, their count, and how an error lists them. */
 static const char *const *enum_names(enum key_type t, size_t *n, const char **list)
@@ -500,6 +504,10 @@ static const char *const *enum_names(enum key_type t, size_t *n, const char **li
         *n = 2;
         *list = "ipv6, ipv4";
         return prefer_names;
+    case KT_OTLS:
+        *n = 4;
+        *list = "may, none, encrypt, verify";
+        return otls_names;
     default:
         *n = 4;
         *list = "error, warn, info, debug";
@@ -670,6 +678,7 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
     case KT_LOGLEVEL:
     case KT_TLSVER:
     case KT_DNSPREFER:
+    case KT_OTLS:
         *(int *)(void *)f = (int)v;
         break;
     case KT_BOOL:
@@ -1070,6 +1079,7 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_TLSVER:
     case KT_BOOL:
     case KT_DNSPREFER:
+    case KT_OTLS:
         do_enum(p, k, v, vlen, line);
         break;
     default:
@@ -1094,6 +1104,7 @@ static void set_defaults(struct config *cfg)
         case KT_TLSVER:
         case KT_BOOL:
         case KT_DNSPREFER:
+        case KT_OTLS:
         case KT_PORT:
         case KT_SIZE64:
         case KT_SIZE:
@@ -1312,6 +1323,7 @@ void config_free(struct config *cfg)
     free(cfg->users_file);
     free(cfg->sender_login_maps);
     list_free(&cfg->dns_forwarders);
+    free(cfg->outbound_tls_ca_file);
     free(cfg->dns_trust_anchor);
     free(cfg->relayhost);
     free(cfg->relayhost_auth_file);

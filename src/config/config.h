@@ -36,6 +36,14 @@ struct config_cidr {
 /* dns_prefer: which address family of an MX host is tried first */
 enum config_dns_prefer { CONFIG_DNS_PREFER_IPV6 = 0, CONFIG_DNS_PREFER_IPV4 };
 
+/* outbound_tls: the TLS policy of outbound SMTP (Postfix's smtp_tls_security_level) */
+enum config_outbound_tls {
+    CONFIG_OTLS_MAY = 0, /* STARTTLS when offered, certificate not checked (RFC 7435) */
+    CONFIG_OTLS_NONE,    /* never STARTTLS */
+    CONFIG_OTLS_ENCRYPT, /* STARTTLS required, certificate not checked */
+    CONFIG_OTLS_VERIFY,  /* STARTTLS required, certificate chain and host name verified */
+};
+
 /* tls_min_version */
 enum config_tls_version { CONFIG_TLS_1_2 = 0, CONFIG_TLS_1_3 };
 
@@ -107,13 +115,15 @@ struct config {
     uint32_t outbound_port;            /* port of remote MX hosts; default 25 */
     int dns_prefer;                    /* enum config_dns_prefer; default ipv6 */
     uint32_t dns_timeout;              /* seconds for one lookup; default 30 */
-    uint32_t outbound_timeout;         /* seconds to wait for each reply of a peer; 300 */
-    size_t relay_concurrency;          /* outbound SMTP sessions at once; default 100 */
-    size_t destination_concurrency;    /* most at once to one domain; default 20 */
-    uint32_t retry_min;                /* first wait before a retry; default 5 min */
-    uint32_t retry_max;                /* longest wait between attempts; default 4 h */
-    uint32_t queue_lifetime;           /* how long a message is retried; default 5 days */
-    uint32_t delay_warning_time;       /* report still-deferred mail after this; 0 = never */
+    int outbound_tls;                  /* enum config_outbound_tls; default may */
+    char *outbound_tls_ca_file; /* CA certificates for outbound_tls = verify; NULL: the system's */
+    uint32_t outbound_timeout;  /* seconds to wait for each reply of a peer; 300 */
+    size_t relay_concurrency;   /* outbound SMTP sessions at once; default 100 */
+    size_t destination_concurrency; /* most at once to one domain; default 20 */
+    uint32_t retry_min;             /* first wait before a retry; default 5 min */
+    uint32_t retry_max;             /* longest wait between attempts; default 4 h */
+    uint32_t queue_lifetime;        /* how long a message is retried; default 5 days */
+    uint32_t delay_warning_time;    /* report still-deferred mail after this; 0 = never */
     /* relay: routes (config/transport.h) */
     char *relayhost;           /* smarthost for all non-local mail ("[host]:port"); NULL: MX */
     char *relayhost_auth_file; /* "user password" for AUTH to the relayhost; NULL: no AUTH */

@@ -176,10 +176,21 @@ static void transport_line(void *arg, const struct cfg_lline *l)
                   CFG_EX(l->s, l->len));
         return;
     }
+    enum route_tls tls = ROUTE_TLS_DEFAULT;
     if (cfg_next_token(l, &pos, &xoff, &xlen)) {
-        cfg_error(&p->dc, cfg_lline_line(l, xoff), "unexpected \"%.*s%s\" after the next hop",
-                  CFG_EX(l->s + xoff, xlen));
-        return;
+        static const char *const names[] = {"tls=none", "tls=may", "tls=encrypt", "tls=verify"};
+        const char *x = l->s + xoff;
+        for (size_t i = 0; i < 4 && tls == ROUTE_TLS_DEFAULT; i++)
+            if (strlen(names[i]) == xlen && ascii_nieq(x, names[i], xlen))
+                tls = (enum route_tls)(i + 1);
+        size_t yoff, ylen;
+        if (tls == ROUTE_TLS_DEFAULT || cfg_next_token(l, &pos, &yoff, &ylen)) {
+            cfg_error(&p->dc, cfg_lline_line(l, xoff),
+                      "unexpected \"%.*s%s\" after the next hop (only tls=none, tls=may, "
+                      "tls=encrypt or tls=verify may follow it)",
+                      CFG_EX(x, l->len - xoff));
+            return;
+        }
     }
     const char *k = l->s + koff;
     char key[TRANSPORT_HOST_MAX + 2];
@@ -209,6 +220,11 @@ static void transport_line(void *arg, const struct cfg_lline *l)
         cfg_error(&p->dc, cfg_lline_line(l, hoff), "%s: %s", key, err);
         return;
     }
+    if (tls != ROUTE_TLS_DEFAULT && e.route.kind != ROUTE_SMTP) {
+        cfg_error(&p->dc, cfg_lline_line(l, xoff), "%s: tls= applies to smtp: routes only", key);
+        return;
+    }
+    e.route.tls = tls;
     e.key = xstrdup(key);
     p->t->v = xrealloc(p->t->v, (p->t->n + 1) * sizeof *p->t->v);
     p->t->v[p->t->n++] = e;

@@ -13,7 +13,10 @@
  *     dovecot.test       lmtp:[127.0.0.1]:24           # LMTP over TCP
  *     archive.test       maildir                       # local Maildir delivery
  *     *                  smtp:[smarthost.example]:25   # everything else
+ *     bank.example       smtp:bank.example  tls=verify # MX as usual, verified TLS
  *
+ * After the next hop an entry may say tls=none|may|encrypt|verify: the TLS
+ * policy for SMTP to it, instead of the outbound_tls setting.
  * Next hops (RFC 5321 §5.1 for the MX rule, RFC 2033 for LMTP):
  *   smtp:[host]:port   host (a name or an IP literal) without MX lookup;
  *   smtp:host:port     MX lookup of host (as if mail were for domain `host`);
@@ -59,8 +62,18 @@ enum route_kind {
 };
 
 /* One next hop. */
+/* A route's TLS policy for SMTP (the transport file's "tls=" attribute). */
+enum route_tls {
+    ROUTE_TLS_DEFAULT = 0, /* outbound_tls */
+    ROUTE_TLS_NONE,        /* no STARTTLS */
+    ROUTE_TLS_MAY,         /* STARTTLS when offered, nothing verified */
+    ROUTE_TLS_ENCRYPT,     /* STARTTLS required */
+    ROUTE_TLS_VERIFY,      /* STARTTLS required, certificate verified */
+};
+
 struct route {
     enum route_kind kind;
+    enum route_tls tls;                /* SMTP: TLS policy of this route */
     bool mx;                           /* SMTP: look up MX of host (no brackets) */
     bool unix_socket;                  /* LMTP: path is a unix socket */
     uint16_t port;                     /* 0: the default (outbound_port for SMTP) */

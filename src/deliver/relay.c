@@ -760,6 +760,27 @@ static void on_dot_reply(struct attempt *a, enum smtp_outcome o, const char *dsn
     pool_put_or_quit(a);
 }
 
+/* The TLS policy of this attempt: the route's tls= when it has one, else
+   outbound_tls. */
+static enum config_outbound_tls tls_policy(const struct attempt *a)
+{
+    if (a->route) {
+        switch (a->route->tls) {
+        case ROUTE_TLS_NONE:
+            return CONFIG_OTLS_NONE;
+        case ROUTE_TLS_MAY:
+            return CONFIG_OTLS_MAY;
+        case ROUTE_TLS_ENCRYPT:
+            return CONFIG_OTLS_ENCRYPT;
+        case ROUTE_TLS_VERIFY:
+            return CONFIG_OTLS_VERIFY;
+        case ROUTE_TLS_DEFAULT:
+            break;
+        }
+    }
+    return (enum config_outbound_tls)a->r->cfg->outbound_tls;
+}
+
 static void on_reply(struct attempt *a)
 {
     struct smtp_reply *rep = &a->reply;
@@ -780,10 +801,20 @@ static void on_reply(struct attempt *a)
         if (o == SMTP_OUTCOME_OK) {
             a->esmtp = true;
             smtp_ehlo_parse(rep, &a->ext);
-            if (!a->lmtp && a->ext.starttls && !a->tls && a->r->tls) {
-                send_line(a, "STARTTLS");
-                set_state(a, A_STARTTLS);
-                return;
+            enum config_outbound_tls pol = tls_policy(a);
+            if (!a->lmtp && !a->tls && pol != CONFIG_OTLS_NONE) {
+                if (a->ext.starttls && a->r->tls) {
+                    send_line(a, "STARTTLS");
+                    set_state(a, A_STARTTLS);
+                    return;
+                }
+                if (pol != CONFIG_OTLS_MAY) {
+                    snprintf(text, sizeof text,
+                             "TLS is required for %s, but host %s[%s] does not offer STARTTLS",
+                             a->job->domain, a->host, a->addr_text);
+                    address_failed(a, text);
+                    return;
+                }
             }
             after_hello(a);
             return;
@@ -803,16 +834,29 @@ static void on_reply(struct attempt *a)
             return;
         }
         memset(&a->ext, 0, sizeof a->ext);
+        if (tls_policy(a) == CONFIG_OTLS_ENCRYPT || tls_policy(a) == CONFIG_OTLS_VERIFY) {
+            snprintf(text, sizeof text, "TLS is required for %s, but host %s[%s] refused EHLO",
+                     a->job->domain, a->host, a->addr_text);
+            address_failed(a, text);
+            return;
+        }
         after_hello(a);
         return;
     case A_STARTTLS:
         if (rep->code != 220) {
+            if (tls_policy(a) != CONFIG_OTLS_MAY) {
+                reply_text(a, "STARTTLS", text, sizeof text);
+                address_failed(a, text);
+                return;
+            }
             /* Opportunistic: go on in plaintext. */
             after_hello(a);
             return;
         }
         {
-            size_t stray = ev_conn_start_tls(a->conn, tls_client_ssl_new(a->r->tls, a->host));
+            bool verify = tls_policy(a) == CONFIG_OTLS_VERIFY;
+            size_t stray =
+                ev_conn_start_tls(a->conn, tls_client_ssl_new(a->r->tls, a->host, verify));
             if (stray)
                 log_warn("qid=%016" PRIX64 " event=starttls_discard host=%s[%s] octets=%zu",
                          a->job->id, a->host, a->addr_text, stray);

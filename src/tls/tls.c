@@ -163,20 +163,26 @@ struct tls_client {
     SSL_CTX *ctx; /* our reference; each SSL made from it holds its own */
 };
 
-struct tls_client *tls_client_new(char *err, size_t errlen)
+struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
         ssl_error(err, errlen, NULL, "cannot create a TLS client context");
         return NULL;
     }
-    /* Opportunistic TLS (RFC 7435): encrypt whenever the peer offers it, verify
-       nothing (an MX's certificate name cannot be checked without DANE or
-       MTA-STS); TLS 1.2 at least, as on the server side. */
+    /* TLS 1.2 at least, as on the server side. Certificates are checked only
+       for destinations whose policy is "verify" (tls_client_ssl_new). */
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    if (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
+                : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        ssl_error(err, errlen, NULL, "cannot load the CA certificates %s",
+                  ca_file ? ca_file : "(system default)");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     struct tls_client *t = xcalloc(1, sizeof *t);
     t->ctx = ctx;
     return t;
@@ -190,13 +196,20 @@ void tls_client_free(struct tls_client *t)
     free(t);
 }
 
-struct ssl_st *tls_client_ssl_new(struct tls_client *t, const char *servername)
+struct ssl_st *tls_client_ssl_new(struct tls_client *t, const char *servername, bool verify)
 {
     SSL *ssl = SSL_new(t->ctx);
     if (!ssl)
         panic("SSL_new failed");
     if (servername && *servername)
         SSL_set_tlsext_host_name(ssl, servername);
+    if (verify) {
+        /* RFC 6125 host name check against the name we connected to. */
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (servername)
+            SSL_set1_host(ssl, servername);
+    }
     return ssl;
 }
 

@@ -51,13 +51,17 @@ int tls_selfsigned_create(const char *hostname, const char *cert_file, const cha
                           char *err, size_t errlen);
 
 /*
- * The client side of outbound SMTP: one context for every connection,
- * opportunistic (RFC 7435): TLS 1.2 or later, certificates not verified.
+ * The client side of outbound SMTP: one context for every connection, TLS 1.2
+ * or later. ca_file holds the CA certificates that verify peers (NULL: the
+ * system's default locations).
  */
 struct tls_client;
-struct tls_client *tls_client_new(char *err, size_t errlen);
+struct tls_client *tls_client_new(const char *ca_file, char *err, size_t errlen);
 void tls_client_free(struct tls_client *t);
-/* A new client-side SSL object (SNI set to servername when given). */
-struct ssl_st *tls_client_ssl_new(struct tls_client *t, const char *servername);
+/* A new client-side SSL object with SNI set to servername. verify: the peer's
+   chain must lead to a trusted CA and its certificate name servername
+   (RFC 6125), else the handshake fails; otherwise nothing is checked
+   (opportunistic TLS, RFC 7435). */
+struct ssl_st *tls_client_ssl_new(struct tls_client *t, const char *servername, bool verify);
 
 #endif

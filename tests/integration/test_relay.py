@@ -268,3 +268,46 @@ def test_delay_warning(tern, world):
     time.sleep(3)
     assert len(srv.messages("demo@example.test")) == 1
     assert srv.log().count("event=delay_warning") == 1
+
+
+def test_tls_policies(tern, world, tmp_path):
+    """outbound_tls = verify checks the peer's chain and name; encrypt needs
+    STARTTLS; a transport entry's tls= overrides the setting per domain."""
+    import ssl
+    import subprocess
+
+    def pair(cn, name):
+        cert, key = tmp_path / (name + ".pem"), tmp_path / (name + ".key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        "/CN=" + cn, "-days", "2", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True, timeout=60)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(cert), str(key))
+        return cert, ctx
+
+    good, good_ctx = pair("mx1.remote.test", "good")
+    mx1 = world.peer("127.0.0.2", tls_context=good_ctx)
+    # verify with the peer's certificate as the trusted CA: delivered
+    srv = tern(dict(world.overrides, outbound_tls="verify", outbound_tls_ca_file=str(good)))
+    send(srv, ["v1@remote.test"])
+    mx1.wait(1)
+    srv.wait_log(r"to=<v1@remote\.test> .*status=sent")
+    # verify against the system's CAs: the self-signed peer is refused, mail deferred
+    srv2 = tern(dict(world.overrides, outbound_tls="verify"))
+    send(srv2, ["v2@remote.test"])
+    srv2.wait_log(r"event=relay_attempt_failed host=mx1\.remote\.test\[127\.0\.0\.2\] "
+                  r"reason=\"TLS handshake failed: .*certificate verify failed")
+    srv2.wait_log(r"to=<v2@remote\.test> .*status=deferred")
+    # encrypt with a peer that has no STARTTLS: deferred; tls=none for that domain: sent
+    plain = world.peer("127.0.0.4")
+    routes = tmp_path / "transport"
+    routes.write_text("implicit.test smtp:implicit.test tls=none\n")
+    srv3 = tern(dict(world.overrides, outbound_tls="encrypt"))
+    send(srv3, ["e1@implicit.test"])
+    srv3.wait_log(r"to=<e1@implicit\.test> .*status=deferred \(TLS is required for "
+                  r"implicit\.test, but host implicit\.test\[127\.0\.0\.4\] does not offer "
+                  r"STARTTLS")
+    srv4 = tern(dict(world.overrides, outbound_tls="encrypt", transport_file=str(routes)))
+    send(srv4, ["e2@implicit.test"])
+    plain.wait(1)
+    srv4.wait_log(r"to=<e2@implicit\.test> .*status=sent")

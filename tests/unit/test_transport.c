@@ -161,6 +161,35 @@ static void test_table_errors(void **state)
     config_diags_free(&d);
 }
 
+/* The tls= attribute: a policy per smtp: route. */
+static void test_tls_attribute(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    static const char ok[] = "bank.test smtp:bank.test tls=verify\n"
+                             "old.test smtp:[10.0.0.1]:25 TLS=none\n"
+                             "plain.test smtp:plain.test\n";
+    struct transport_table *t = transport_parse(ok, sizeof ok - 1, "t", &d);
+    assert_non_null(t);
+    assert_int_equal(transport_lookup(t, "bank.test")->tls, ROUTE_TLS_VERIFY);
+    assert_int_equal(transport_lookup(t, "old.test")->tls, ROUTE_TLS_NONE);
+    assert_int_equal(transport_lookup(t, "plain.test")->tls, ROUTE_TLS_DEFAULT);
+    transport_free(t);
+    static const char *const bad[] = {
+        "a.test smtp:a.test tls=always\n",
+        "a.test smtp:a.test tls=verify extra\n",
+        "a.test lmtp:[127.0.0.1]:24 tls=verify\n",
+        "a.test maildir tls=may\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        t = transport_parse(bad[i], strlen(bad[i]), "t", &d);
+        if (t)
+            fail_msg("accepted: %s", bad[i]);
+        assert_true(d.n > 0);
+        config_diags_free(&d);
+    }
+}
+
 static void test_auth_parse(void **state)
 {
     (void)state;
@@ -229,7 +258,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nexthops),       cmocka_unit_test(test_table),
         cmocka_unit_test(test_table_errors),   cmocka_unit_test(test_auth_parse),
-        cmocka_unit_test(test_auth_load_mode),
+        cmocka_unit_test(test_auth_load_mode), cmocka_unit_test(test_tls_attribute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
