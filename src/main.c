@@ -408,6 +408,7 @@ static int cmd_serve(int argc, char **argv)
     ev_workers_free(d.auth_workers);
     ev_workers_free(d.workers); /* joins; done callbacks record outcomes */
     relay_free(d.relay);        /* jobs left end deferred, recorded by the scheduler */
+    sched_set_relay(d.sched, NULL);
     transport_free(d.transports);
     explicit_bzero(&d.relay_auth, sizeof d.relay_auth);
     /* The last flush may complete commits (reports queued at the end): their

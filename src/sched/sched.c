@@ -765,6 +765,8 @@ static void relay_queue_message(struct sched *s, spool_id id, const struct spool
 
 static void sched_dispatch(struct sched *s)
 {
+    if (s->stopped)
+        return; /* shutdown: the workers and the relay may be gone already */
     relay_dispatch(s);
     /* Spread what is ready over the workers, at most BATCH_MAX a batch. */
     size_t nworkers = ev_workers_threads(s->workers);
