@@ -294,7 +294,7 @@ static bool pool_put(struct attempt *a);
 static void quit_finish(struct attempt *a)
 {
     set_state(a, A_QUIT);
-    if (a->conn) {
+    if (a->conn && !a->r->stopping) {
         ev_conn_write(a->conn, "QUIT\r\n", 6);
         ev_conn_close_after_flush(pooled_new(a, true)->conn);
     }
@@ -478,11 +478,19 @@ static bool pool_take(struct attempt *a)
     return false;
 }
 
-/* Close every idle connection (shutdown): QUIT, closed once it is sent. */
-static void pool_close_idle(struct relay *r)
+/* Close every pooled connection now (shutdown), from the loop: a connection
+   must not outlive it (libevent frees a TLS one on a later pass). QUIT goes
+   out at once on a plain connection; a TLS one gets close_notify. */
+static void pool_close_all(struct relay *r)
 {
-    for (struct pooled *p = r->pool; p; p = p->next)
-        pooled_quit(p, "shutdown");
+    while (r->pool) {
+        struct pooled *p = r->pool;
+        if (!p->closing) {
+            log_debug("event=relay_pool_close route=%s uses=%u reason=shutdown", p->key, p->uses);
+            ev_conn_write(p->conn, "QUIT\r\n", 6);
+        }
+        pooled_free(p);
+    }
 }
 
 /* ---- the body ------------------------------------------------------------ */
@@ -1372,7 +1380,7 @@ size_t relay_in_flight(const struct relay *r)
 void relay_cancel_all(struct relay *r)
 {
     r->stopping = true;
-    pool_close_idle(r);
+    pool_close_all(r);
     while (r->attempts) {
         struct attempt *a = r->attempts;
         rcpt_set_open(a, RELAY_DEFERRED, "4.3.2", "delivery interrupted by shutdown");
@@ -1384,10 +1392,8 @@ void relay_free(struct relay *r)
 {
     if (!r)
         return;
-    relay_cancel_all(r);
+    relay_cancel_all(r); /* also closes the pooled connections */
     on_reap(r);
-    while (r->pool)
-        pooled_free(r->pool);
     ev_timer_free(r->reaper);
     explicit_bzero(&r->auth, sizeof r->auth);
     free(r);
