@@ -1,7 +1,6 @@
-"""Connection reuse in the relay (idle SMTP connections kept per destination,
-RSET before the next transaction, closed after the idle limit) and routes
-for local domains (the transport file sends a local domain to LMTP; a
-`maildir` route delivers into Tern's Maildir tree).
+"""Connection reuse in the relay: idle SMTP connections kept per destination,
+RSET before the next transaction, closed after the idle limit, and a new
+connection when a pooled one turns out dead.
 
 Peers come from relay_helpers: aiosmtpd (Peer, counting EHLOs) and RawPeer
 (every command and every connection's end recorded), on loopback addresses
