@@ -785,6 +785,10 @@ static void relay_queue_message(struct sched *s, spool_id id, const struct spool
 
 static void sched_dispatch(struct sched *s)
 {
+    /* Stopped: nothing starts, and the workers may be gone (a report committed
+       by the spool's last flush at exit comes back here). */
+    if (s->stopped)
+        return;
     relay_dispatch(s);
     /* Spread what is ready over the workers, at most BATCH_MAX a batch. */
     size_t nworkers = ev_workers_threads(s->workers);
