@@ -380,6 +380,7 @@ static int cmd_serve(int argc, char **argv)
     };
     d.relay = relay_new(d.loop, d.dns, d.tls_client, d.cfg, &routes);
     sched_set_relay(d.sched, d.relay);
+    sched_set_transports(d.sched, d.transports);
     spool_foreach(d.spool, queue_message, &d);
 
     struct server_deps deps = {.loop = d.loop,
@@ -409,12 +410,12 @@ static int cmd_serve(int argc, char **argv)
     ev_workers_free(d.workers); /* joins; done callbacks record outcomes */
     relay_free(d.relay);        /* jobs left end deferred, recorded by the scheduler */
     sched_set_relay(d.sched, NULL);
-    transport_free(d.transports);
     explicit_bzero(&d.relay_auth, sizeof d.relay_auth);
     /* The last flush may complete commits (reports queued at the end): their
        callbacks reach the scheduler, which is stopped but still there. */
     spool_close(d.spool);
     sched_free(d.sched);
+    transport_free(d.transports); /* after the scheduler, which looks routes up */
     dns_resolver_free(d.dns);
     tls_client_free(d.tls_client);
     ev_timer_free(d.stop_timer);

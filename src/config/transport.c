@@ -302,19 +302,27 @@ static const struct route *find(const struct transport_table *t, const char *key
     return NULL;
 }
 
-const struct route *transport_lookup(const struct transport_table *t, const char *domain)
+const struct route *transport_lookup_named(const struct transport_table *t, const char *domain)
 {
     if (!t || t->n == 0 || !domain)
         return NULL;
     size_t n = strlen(domain);
     if (n == 0 || n > TRANSPORT_HOST_MAX)
-        return find(t, "*");
+        return NULL;
     char d[TRANSPORT_HOST_MAX + 1];
     memcpy(d, domain, n + 1);
     ascii_lower(d);
     const struct route *r = find(t, d);
     for (const char *dot = strchr(d, '.'); !r && dot; dot = strchr(dot + 1, '.'))
         r = find(t, dot);
+    return r;
+}
+
+const struct route *transport_lookup(const struct transport_table *t, const char *domain)
+{
+    if (!t || t->n == 0 || !domain)
+        return NULL;
+    const struct route *r = transport_lookup_named(t, domain);
     return r ? r : find(t, "*");
 }
 

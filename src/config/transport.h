@@ -108,6 +108,9 @@ size_t transport_count(const struct transport_table *t);
 /* The route for domain (any case), or NULL when no entry matches (t may be
    NULL). The result lives as long as t. */
 const struct route *transport_lookup(const struct transport_table *t, const char *domain);
+/* The same without the "*" entry: only an entry that names the domain or a
+   parent of it (the scheduler routes local domains so). */
+const struct route *transport_lookup_named(const struct transport_table *t, const char *domain);
 
 /* "smtp:[host]:port", "lmtp:unix:/path"... into out (for logs and pool keys). */
 void transport_route_format(const struct route *r, char *out, size_t outlen);

@@ -9,9 +9,10 @@
  * (SMTPUTF8), 3461 (DSN parameters passed on), 2034 / 3463 (enhanced status
  * codes in replies).
  *
- * One attempt per job: the route (transport table, relayhost, or MX), a DNS
- * lookup unless the route is a unix socket or a pooled LMTP connection is
- * idle, then a connection per address until one takes the transaction.
+ * One attempt per job: the route (transport table, relayhost, or MX), an
+ * idle connection of that destination from the pool when there is one, else
+ * a DNS lookup (unless the route is a unix socket) and a connection per
+ * address until one takes the transaction.
  * Replies are read one line at a time (bounded by SMTP_REPLY_LINE_MAX) into
  * the pure reply parser; the state machine (enum attempt_state, changed only
  * by set_state) acts on each complete reply, in order, so pipelined replies
@@ -71,7 +72,10 @@ static const char *const state_names[] = {"begin",    "dns",  "connect", "greeti
                                           "starttls", "tls",  "auth",    "rset",     "mail", "rcpt",
                                           "data",     "body", "dot",     "quit"};
 
+#define SMTP_IDLE 5                /* seconds an idle pooled SMTP connection is kept */
 #define LMTP_IDLE 60               /* seconds an idle pooled LMTP connection is kept */
+#define CONN_USES_MAX 100          /* jobs (transactions) on one connection at most */
+#define POOL_MAX 1000              /* idle connections kept in all */
 #define PIPELINE_MAX (1024 * 1024) /* octets of MAIL, RCPTs and DATA written at once */
 /* Room for one converter call on a BODY_PIECE (client.h). */
 #define CONVERT_OUT_MAX (SMTP_8TO7_HEADER_MAX + 200 + 3 * BODY_PIECE + 3 * BODY_PIECE / 72 + 8)
@@ -84,13 +88,17 @@ enum body_class {
     BODY_CANNOT,      /* 8-bit and not convertible: bounce 5.6.3 */
 };
 
-/* An idle LMTP connection kept for the next job of its route. */
+/* A connection kept for the next job of its destination, or closing. */
 struct pooled {
     struct pooled *next;
     struct relay *r;
-    char key[TRANSPORT_PATH_MAX + TRANSPORT_HOST_MAX + 32]; /* transport_route_format() */
+    bool closing;                                           /* QUIT queued: freed at the close */
+    char key[TRANSPORT_PATH_MAX + TRANSPORT_HOST_MAX + 32]; /* pool_key_make() */
     struct ev_conn *conn;
-    struct smtp_peer_ext ext; /* what its LHLO reply advertised */
+    struct smtp_peer_ext ext; /* what its EHLO/LHLO reply advertised */
+    struct dns_addr addr;     /* the peer's address (inet) */
+    bool tls;                 /* STARTTLS was done on it */
+    unsigned uses;            /* jobs it has carried */
     char host[DNS_NAME_MAX + 1];
     char addr_text[TRANSPORT_PATH_MAX + 1];
     char desc[320]; /* relay_desc of its jobs */
@@ -110,7 +118,9 @@ struct relay {
     size_t in_flight;
     struct attempt *dead; /* finished, freed by the reaper outside their callbacks */
     struct ev_timer *reaper;
-    struct pooled *pool; /* idle LMTP connections, one per route at most */
+    struct pooled *pool; /* idle (most recent first) and closing connections */
+    size_t nidle;        /* entries of pool that are idle (not closing) */
+    bool stopping;       /* relay_cancel_all was called: keep no connection */
 };
 
 struct attempt {
@@ -121,7 +131,7 @@ struct attempt {
     bool smarthost;            /* route is the relayhost: AUTH when credentials are set */
     bool lmtp;                 /* route speaks LMTP */
     uint16_t port;             /* of the hosts to connect to */
-    char pool_key[TRANSPORT_PATH_MAX + TRANSPORT_HOST_MAX + 32]; /* LMTP: the route */
+    char pool_key[TRANSPORT_PATH_MAX + TRANSPORT_HOST_MAX + 32]; /* the destination */
     struct ev_timer *begin;                                      /* runs attempt_begin */
     struct dns_lookup *lookup;
     struct dns_nexthop *hop; /* the result, copied; NULL for a unix socket */
@@ -133,6 +143,7 @@ struct attempt {
     struct smtp_peer_ext ext;
     struct dns_addr addr; /* the peer's address (inet) */
     bool reused;          /* conn came from the pool */
+    unsigned uses;        /* jobs carried by conn, this one included */
     bool tls;             /* STARTTLS done on this connection */
     bool esmtp;           /* EHLO accepted */
     bool pipelined;       /* MAIL, RCPTs and DATA went out together */
@@ -238,9 +249,19 @@ static void conn_close(struct attempt *a)
     a->conn = NULL;
 }
 
-/* This address failed before the transaction got anywhere: try the next. */
+/* This address failed before the transaction got anywhere: try the next. A
+   pooled connection that fails so (RSET refused, closed meanwhile) is no
+   failure of the destination: open a new one. */
 static void address_failed(struct attempt *a, const char *why)
 {
+    if (a->reused) {
+        log_debug("qid=%016" PRIX64 " event=relay_reuse_failed route=%s reason=\"%s\"", a->job->id,
+                  a->pool_key, why);
+        conn_close(a);
+        a->reused = false;
+        attempt_connect_fresh(a);
+        return;
+    }
     snprintf(a->last_error, sizeof a->last_error, "%s", why);
     log_info("qid=%016" PRIX64 " event=relay_attempt_failed host=%s[%s] reason=\"%s\"", a->job->id,
              a->host, a->addr_text, why);
@@ -252,15 +273,6 @@ static void address_failed(struct attempt *a, const char *why)
 /* The connection broke or timed out. */
 static void conn_lost(struct attempt *a, const char *why)
 {
-    if (a->st == A_RSET) {
-        /* A pooled connection the peer had closed meanwhile: open a new one. */
-        log_debug("qid=%016" PRIX64 " event=lmtp_reuse_failed route=%s reason=\"%s\"", a->job->id,
-                  a->pool_key, why);
-        conn_close(a);
-        a->reused = false;
-        attempt_connect_fresh(a);
-        return;
-    }
     char text[600];
     snprintf(text, sizeof text, "%s with %s[%s]%s", why, a->host, a->addr_text,
              a->st == A_BODY || a->st == A_DOT ? " while sending message content" : "");
@@ -274,19 +286,29 @@ static void conn_lost(struct attempt *a, const char *why)
     attempt_finish(a);
 }
 
-/* Say goodbye; the caller finishes the attempt, which closes the connection
-   (QUIT is a courtesy: its reply is not awaited). */
-static void quit(struct attempt *a)
-{
-    send_line(a, "QUIT");
-    set_state(a, A_QUIT);
-}
+static struct pooled *pooled_new(struct attempt *a, bool closing);
+static bool pool_put(struct attempt *a);
 
-/* Every recipient is settled: quit and report. */
+/* Every recipient is settled: say QUIT (its reply is not awaited; the
+   connection closes once it is sent) and report. */
 static void quit_finish(struct attempt *a)
 {
-    quit(a);
+    set_state(a, A_QUIT);
+    if (a->conn && !a->r->stopping) {
+        ev_conn_write(a->conn, "QUIT\r\n", 6);
+        ev_conn_close_after_flush(pooled_new(a, true)->conn);
+    }
     attempt_finish(a);
+}
+
+/* Every recipient is settled and no reply is pending: keep the connection
+   for the next job of the destination, or QUIT. */
+static void finish_clean(struct attempt *a)
+{
+    if (pool_put(a))
+        attempt_finish(a);
+    else
+        quit_finish(a);
 }
 
 static bool addr_is_loopback(const struct attempt *a)
@@ -299,7 +321,20 @@ static bool addr_is_loopback(const struct attempt *a)
     return a->addr.family == AF_INET6 && memcmp(a->addr.bytes, v6lo, 16) == 0;
 }
 
-/* ---- the LMTP connection pool ----------------------------------------------- */
+/* ---- the connection pool ---------------------------------------------------- */
+
+/*
+ * After a transaction that ended cleanly (every reply read, nothing pending),
+ * the connection is kept idle under its destination's key (pool_key_make)
+ * for the next job there: at most destination_concurrency idle per key and
+ * POOL_MAX in all (the oldest idle one makes room), until CONN_USES_MAX jobs
+ * have used it, for SMTP_IDLE (LMTP_IDLE) seconds. The next job takes the
+ * most recently used one and starts with RSET. An idle connection whose peer
+ * speaks or closes is dropped; one idle too long gets QUIT and is closed.
+ * Entries that are closing (QUIT queued, close_after_flush under way) stay on
+ * the list until their connection reports the close, so relay_free frees
+ * every one of them.
+ */
 
 static void pooled_free(struct pooled *p)
 {
@@ -309,73 +344,153 @@ static void pooled_free(struct pooled *p)
             *pp = p->next;
             break;
         }
+    if (!p->closing)
+        r->nidle--;
     ev_conn_free(p->conn);
     free(p);
 }
 
-/* An idle connection that speaks, closes or stays idle too long is dropped. */
-static void pooled_drop(void *arg)
+/* Say QUIT and close once it is sent (the close frees the entry). */
+static void pooled_quit(struct pooled *p, const char *reason)
+{
+    if (p->closing)
+        return;
+    log_debug("event=relay_pool_close route=%s uses=%u reason=%s", p->key, p->uses, reason);
+    p->closing = true;
+    p->r->nidle--;
+    ev_conn_write(p->conn, "QUIT\r\n", 6);
+    ev_conn_close_after_flush(p->conn);
+}
+
+/* An idle connection must stay silent: a peer that speaks is giving up. */
+static void pool_on_read(void *arg)
 {
     struct pooled *p = arg;
-    log_debug("event=lmtp_pool_close route=%s", p->key);
+    if (!p->closing)
+        log_debug("event=relay_pool_close route=%s uses=%u reason=peer_spoke", p->key, p->uses);
     pooled_free(p);
 }
 
-static const struct ev_conn_ops pool_ops = {pooled_drop, pooled_drop, pooled_drop,
-                                            NULL,        NULL,        NULL};
+static void pool_on_close(void *arg)
+{
+    struct pooled *p = arg;
+    if (!p->closing)
+        log_debug("event=relay_pool_close route=%s uses=%u reason=peer_closed", p->key, p->uses);
+    pooled_free(p);
+}
 
-/* After a complete LMTP transaction: keep the connection for the next job of
-   the route (one per route), else say goodbye. */
-static void pool_put_or_quit(struct attempt *a)
+static void pool_on_timeout(void *arg)
+{
+    struct pooled *p = arg;
+    if (p->closing)
+        pooled_free(p); /* QUIT did not drain */
+    else
+        pooled_quit(p, "idle");
+}
+
+static const struct ev_conn_ops pool_ops = {pool_on_read, pool_on_close, pool_on_timeout,
+                                            NULL,         NULL,          NULL};
+
+/* Move the attempt's connection into a new pool entry (idle, or closing). */
+static struct pooled *pooled_new(struct attempt *a, bool closing)
 {
     struct relay *r = a->r;
-    for (struct pooled *p = r->pool; p; p = p->next)
-        if (strcmp(p->key, a->pool_key) == 0) {
-            quit_finish(a);
-            return;
-        }
     struct pooled *p = xcalloc(1, sizeof *p);
     p->r = r;
+    p->closing = closing;
     snprintf(p->key, sizeof p->key, "%s", a->pool_key);
     p->conn = a->conn;
     p->ext = a->ext;
+    p->addr = a->addr;
+    p->tls = a->tls;
+    p->uses = a->uses;
     snprintf(p->host, sizeof p->host, "%s", a->host);
     snprintf(p->addr_text, sizeof p->addr_text, "%s", a->addr_text);
     snprintf(p->desc, sizeof p->desc, "%s", a->job->relay_desc);
     a->conn = NULL;
     ev_conn_set_owner(p->conn, &pool_ops, p);
-    ev_conn_set_timeout(p->conn, LMTP_IDLE);
     p->next = r->pool;
     r->pool = p;
-    attempt_finish(a);
+    if (!closing)
+        r->nidle++;
+    return p;
+}
+
+/* Keep the connection of a cleanly ended transaction for the next job of the
+   destination; false when it is not to be kept (the caller says QUIT). */
+static bool pool_put(struct attempt *a)
+{
+    struct relay *r = a->r;
+    if (r->stopping || !a->conn || a->uses >= CONN_USES_MAX || ev_conn_input_len(a->conn) > 0 ||
+        ev_conn_is_tls(a->conn) != a->tls)
+        return false;
+    size_t same = 0, cap = r->cfg->destination_concurrency ? r->cfg->destination_concurrency : 1;
+    struct pooled *oldest = NULL;
+    for (struct pooled *p = r->pool; p; p = p->next) {
+        if (p->closing)
+            continue;
+        if (strcmp(p->key, a->pool_key) == 0)
+            same++;
+        oldest = p; /* new entries go first: the last idle one is the oldest */
+    }
+    if (same >= cap)
+        return false;
+    if (r->nidle >= POOL_MAX && oldest)
+        pooled_quit(oldest, "pool_full");
+    struct pooled *p = pooled_new(a, false);
+    ev_conn_set_timeout(p->conn, a->lmtp ? LMTP_IDLE : SMTP_IDLE);
+    log_debug("qid=%016" PRIX64 " event=relay_pool_put route=%s uses=%u idle=%zu", a->job->id,
+              p->key, p->uses, r->nidle);
+    return true;
 }
 
 static const struct ev_conn_ops conn_ops;
 
-/* Take the idle connection of this route, if there is one: RSET on it. */
+/* Take the most recently used idle connection of this destination, if there
+   is one: RSET on it. */
 static bool pool_take(struct attempt *a)
 {
     struct relay *r = a->r;
     for (struct pooled *p = r->pool; p; p = p->next) {
-        if (strcmp(p->key, a->pool_key) != 0)
+        if (p->closing || strcmp(p->key, a->pool_key) != 0)
             continue;
         conn_reset(a);
         a->conn = p->conn;
         p->conn = NULL;
         a->ext = p->ext;
+        a->addr = p->addr;
+        a->tls = p->tls;
         a->esmtp = true;
         a->reused = true;
+        a->uses = p->uses + 1;
         snprintf(a->host, sizeof a->host, "%s", p->host);
         snprintf(a->addr_text, sizeof a->addr_text, "%s", p->addr_text);
         snprintf(a->job->relay_desc, sizeof a->job->relay_desc, "%s", p->desc);
         pooled_free(p);
         ev_conn_set_owner(a->conn, &conn_ops, a);
         ev_conn_set_timeout(a->conn, r->cfg->outbound_timeout);
+        log_debug("qid=%016" PRIX64 " event=relay_reuse route=%s host=%s[%s] uses=%u", a->job->id,
+                  a->pool_key, a->host, a->addr_text, a->uses);
         send_line(a, "RSET");
         set_state(a, A_RSET);
         return true;
     }
     return false;
+}
+
+/* Close every pooled connection now (shutdown), from the loop: a connection
+   must not outlive it (libevent frees a TLS one on a later pass). QUIT goes
+   out at once on a plain connection; a TLS one gets close_notify. */
+static void pool_close_all(struct relay *r)
+{
+    while (r->pool) {
+        struct pooled *p = r->pool;
+        if (!p->closing) {
+            log_debug("event=relay_pool_close route=%s uses=%u reason=shutdown", p->key, p->uses);
+            ev_conn_write(p->conn, "QUIT\r\n", 6);
+        }
+        pooled_free(p);
+    }
 }
 
 /* ---- the body ------------------------------------------------------------ */
@@ -560,7 +675,7 @@ static void send_next_rcpt(struct attempt *a, size_t i)
         }
     }
     if (a->accepted == 0) {
-        quit_finish(a);
+        finish_clean(a);
         return;
     }
     send_line(a, "DATA");
@@ -578,7 +693,7 @@ static void send_envelope(struct attempt *a)
                               (enum smtp_ret)j->ret, j->envid);
     if (n < 0) {
         rcpt_set_open(a, RELAY_BOUNCED, "5.3.0", "cannot format the MAIL command");
-        quit_finish(a);
+        finish_clean(a);
         return;
     }
     a->pipelined = a->ext.pipelining;
@@ -610,7 +725,7 @@ static void start_transaction(struct attempt *a)
                  "host %s[%s] does not support SMTPUTF8, which this message needs", a->host,
                  a->addr_text);
         rcpt_set_open(a, RELAY_BOUNCED, "5.6.7", text);
-        quit_finish(a);
+        finish_clean(a);
         return;
     }
     a->convert = false;
@@ -619,7 +734,7 @@ static void start_transaction(struct attempt *a)
             rcpt_set_open(a, RELAY_DEFERRED, "4.3.0", "cannot read the message from the queue");
             log_error("qid=%016" PRIX64 " event=relay_body_failed reason=\"spool read\"",
                       a->job->id);
-            quit_finish(a);
+            finish_clean(a);
             return;
         }
         if (a->bclass == BODY_CANNOT) {
@@ -628,7 +743,7 @@ static void start_transaction(struct attempt *a)
                      "converted to 7 bit",
                      a->host, a->addr_text);
             rcpt_set_open(a, RELAY_BOUNCED, "5.6.3", text);
-            quit_finish(a);
+            finish_clean(a);
             return;
         }
         a->convert = a->bclass == BODY_CONVERT;
@@ -643,7 +758,7 @@ static void start_transaction(struct attempt *a)
                  "message size %" PRIu64 " exceeds the limit %" PRIu64 " of host %s[%s]", size,
                  a->ext.size_max, a->host, a->addr_text);
         rcpt_set_open(a, RELAY_BOUNCED, "5.3.4", text);
-        quit_finish(a);
+        finish_clean(a);
         return;
     }
     send_envelope(a);
@@ -748,7 +863,7 @@ static void on_dot_reply(struct attempt *a, enum smtp_outcome o, const char *dsn
         for (size_t i = 0; i < a->job->nrcpt; i++)
             if (a->ok[i])
                 rcpt_set(&a->job->rcpt[i], res, code, text);
-        quit_finish(a);
+        finish_clean(a);
         return;
     }
     rcpt_set(&a->job->rcpt[a->dot_i], res, code, text);
@@ -757,7 +872,7 @@ static void on_dot_reply(struct attempt *a, enum smtp_outcome o, const char *dsn
         a->dot_i++;
     if (a->dot_i < a->job->nrcpt)
         return; /* the next recipient's reply */
-    pool_put_or_quit(a);
+    finish_clean(a);
 }
 
 /* The TLS policy of this attempt: the route's tls= when it has one, else
@@ -867,8 +982,9 @@ static void on_reply(struct attempt *a)
         on_auth_reply(a, o);
         return;
     case A_RSET:
-        if (o != SMTP_OUTCOME_OK) {
-            conn_lost(a, "RSET refused");
+        if (rep->code != 250) {
+            reply_text(a, "RSET", text, sizeof text);
+            address_failed(a, text);
             return;
         }
         start_transaction(a);
@@ -886,7 +1002,10 @@ static void on_reply(struct attempt *a)
         reply_text(a, "MAIL FROM", text, sizeof text);
         if (o == SMTP_OUTCOME_BOUNCE) {
             rcpt_set_open(a, RELAY_BOUNCED, dsn, text);
-            quit_finish(a);
+            if (a->pipelined)
+                quit_finish(a); /* the replies to RCPT and DATA are still to come */
+            else
+                finish_clean(a);
             return;
         }
         address_failed(a, text);
@@ -922,7 +1041,7 @@ static void on_reply(struct attempt *a)
         }
         reply_text(a, "DATA", text, sizeof text);
         rcpt_set_open(a, o == SMTP_OUTCOME_BOUNCE ? RELAY_BOUNCED : RELAY_DEFERRED, dsn, text);
-        quit_finish(a);
+        finish_clean(a);
         return;
     case A_DOT:
         on_dot_reply(a, o, dsn);
@@ -1050,6 +1169,7 @@ static void conn_reset(struct attempt *a)
     a->tls = false;
     a->esmtp = false;
     a->reused = false;
+    a->uses = 1;
     a->pipelined = false;
     a->accepted = 0;
     a->auth_step = 0;
@@ -1156,6 +1276,20 @@ static void attempt_connect_fresh(struct attempt *a)
         a->lookup = dns_resolve_host(r->dns, rt->host, on_nexthop, a);
 }
 
+/* The pool key of the attempt's destination: its route ("smtp:[host]:port",
+   "lmtp:unix:/path"), "relayhost:" and the relayhost's, or "mx:" and the
+   domain when it goes to the domain's MX hosts. */
+static void pool_key_make(const struct attempt *a, char *out, size_t outlen)
+{
+    char route[TRANSPORT_PATH_MAX + TRANSPORT_HOST_MAX + 16];
+    if (!a->route) {
+        snprintf(out, outlen, "mx:%s", a->job->domain);
+        return;
+    }
+    transport_route_format(a->route, route, sizeof route);
+    snprintf(out, outlen, "%s%s", a->smarthost ? "relayhost:" : "", route);
+}
+
 /* Choose the route and go (from the loop, never inside relay_start). */
 static void attempt_begin(void *arg)
 {
@@ -1170,21 +1304,12 @@ static void attempt_begin(void *arg)
     a->port = (uint16_t)r->cfg->outbound_port;
     if (rt && rt->port)
         a->port = rt->port;
-    if (rt && rt->kind == ROUTE_MAILDIR) {
-        char text[400];
-        snprintf(text, sizeof text,
-                 "the transport route of %s is maildir, which serves only local domains",
-                 a->job->domain);
-        rcpt_set_open(a, RELAY_DEFERRED, "4.3.5", text);
-        attempt_finish(a);
+    if (rt && rt->kind == ROUTE_MAILDIR)
+        panic("relay job for %s on a maildir route (the scheduler delivers those)", a->job->domain);
+    a->lmtp = rt && rt->kind == ROUTE_LMTP;
+    pool_key_make(a, a->pool_key, sizeof a->pool_key);
+    if (pool_take(a))
         return;
-    }
-    if (rt && rt->kind == ROUTE_LMTP) {
-        a->lmtp = true;
-        transport_route_format(rt, a->pool_key, sizeof a->pool_key);
-        if (pool_take(a))
-            return;
-    }
     attempt_connect_fresh(a);
 }
 
@@ -1298,6 +1423,8 @@ size_t relay_in_flight(const struct relay *r)
 
 void relay_cancel_all(struct relay *r)
 {
+    r->stopping = true;
+    pool_close_all(r);
     while (r->attempts) {
         struct attempt *a = r->attempts;
         rcpt_set_open(a, RELAY_DEFERRED, "4.3.2", "delivery interrupted by shutdown");
@@ -1309,10 +1436,8 @@ void relay_free(struct relay *r)
 {
     if (!r)
         return;
-    relay_cancel_all(r);
+    relay_cancel_all(r); /* also closes the pooled connections */
     on_reap(r);
-    while (r->pool)
-        pooled_free(r->pool);
     ev_timer_free(r->reaper);
     explicit_bzero(&r->auth, sizeof r->auth);
     free(r);

@@ -8,7 +8,15 @@
  * (opportunistic, RFC 7435; RFC 3207 §4.2: what the server sent after its 220
  * is discarded, and EHLO is sent again), MAIL with SIZE, BODY, SMTPUTF8 and
  * the DSN parameters the peer supports, one RCPT per recipient, DATA with the
- * body dot-stuffed from the spool, QUIT.
+ * body dot-stuffed from the spool.
+ *
+ * Connections are reused: after a transaction that ended cleanly the
+ * connection is kept idle for the next job of the same destination (the
+ * route, the relayhost, or the domain's MX hosts), which starts with RSET
+ * and opens a new connection, without counting a failure, when that fails.
+ * At most destination_concurrency idle connections per destination and 1000
+ * in all; at most 100 jobs per connection; an idle SMTP connection gets QUIT
+ * after 5 s (LMTP: 60 s), and one whose peer speaks or closes is dropped.
  *
  * With PIPELINING (RFC 2920) MAIL, every RCPT and DATA go out in one write
  * and the replies are read in order. A body with 8-bit octets for a peer
@@ -24,10 +32,8 @@
  * follows EHLO, only over TLS unless the host is on loopback, and a refused
  * AUTH defers (a wrong password must not bounce mail). An lmtp route speaks
  * LMTP (RFC 2033: LHLO, one reply per accepted recipient after the final
- * dot) on a unix socket or over TCP, and keeps one idle connection per route
- * for the next job (RSET first; closed after 60 s idle or on any error). A
- * maildir route is not served here (the scheduler delivers only local
- * domains to Maildir): its recipients are deferred (4.3.5).
+ * dot) on a unix socket or over TCP. A maildir route never reaches the relay:
+ * the scheduler delivers its recipients to Maildir.
  *
  * Every recipient's outcome is classified once, where it is learnt: a 2xx
  * to the end of data delivers, a 5xx bounces, a 4xx, a lost connection, a
@@ -97,10 +103,12 @@ struct relay_routes {
 /* routes may be NULL: every domain goes to its MX hosts. */
 struct relay *relay_new(struct ev_loop *loop, struct dns_resolver *dns, struct tls_client *tls,
                         const struct config *cfg, const struct relay_routes *routes);
-/* Ends every job in flight (recipients deferred, done called), then frees. */
+/* Ends every job in flight (recipients deferred, done called), closes the
+   idle connections, then frees. */
 void relay_free(struct relay *r);
 void relay_start(struct relay *r, struct relay_job *job);
-/* End every job in flight now (shutdown): recipients deferred, done called. */
+/* End every job in flight now (shutdown): recipients deferred, done called;
+   idle connections get QUIT, and no connection is kept from now on. */
 void relay_cancel_all(struct relay *r);
 size_t relay_in_flight(const struct relay *r);
 

@@ -7,7 +7,10 @@
  * attempt time. Recipients in other domains are grouped per message and
  * domain into relay items, which go the same way through their own ready
  * queue and retry list to the SMTP delivery agent (deliver/relay.c), at most
- * relay_concurrency at once. A recipient still deferred queue_lifetime after
+ * relay_concurrency at once. Which way a recipient goes is decided when its
+ * message is queued (rcpt_to_maildir): Maildir for a local domain without a
+ * route of its own and for a maildir route, the relay for every other route
+ * and every other domain. A recipient still deferred queue_lifetime after
  * its message arrived expires. A message is removed from the spool when all
  * its recipients are final.
  */
@@ -16,9 +19,9 @@
 #include "core/util.h"
 #include "deliver/dsn.h"
 #include "deliver/maildir.h"
+#include "config/transport.h"
 #include "deliver/relay.h"
 #include "event/event.h"
-#include "server/policy.h"
 #include "core/buf.h"
 #include "smtp/smtp.h"
 
@@ -99,11 +102,12 @@ struct sched {
     struct ev_timer *retry_timer;
     size_t in_flight;
     bool stopped;
-    struct relay *relay;              /* NULL: no relay transport */
-    struct dest *dests[DEST_BUCKETS]; /* destinations, by domain */
-    struct dest *ring;                /* destinations with items ready */
-    size_t rready_n;                  /* relay items ready in all */
-    struct relay_item *rretry;        /* relay items waiting for their next attempt */
+    struct relay *relay;                      /* NULL: no relay transport */
+    const struct transport_table *transports; /* transport_file routes, or NULL */
+    struct dest *dests[DEST_BUCKETS];         /* destinations, by domain */
+    struct dest *ring;                        /* destinations with items ready */
+    size_t rready_n;                          /* relay items ready in all */
+    struct relay_item *rretry;                /* relay items waiting for their next attempt */
     size_t relay_in_flight;
 };
 
@@ -722,14 +726,30 @@ static void relay_dispatch(struct sched *s)
     }
 }
 
-/* Queue the recipients of message id that are in other domains, per domain. */
+/*
+ * Whether recipient addr is delivered to Maildir (else it is relayed): a
+ * local domain goes to Maildir unless the transport file names it (or a
+ * parent domain: the "*" entry stands for other domains only, as the
+ * relayhost does), and any domain routed "maildir" goes there.
+ */
+static bool rcpt_to_maildir(const struct sched *s, const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    const char *dom = at ? at + 1 : "";
+    bool local = config_is_local_domain(s->cfg, dom);
+    const struct route *rt =
+        local ? transport_lookup_named(s->transports, dom) : transport_lookup(s->transports, dom);
+    return rt ? rt->kind == ROUTE_MAILDIR : local;
+}
+
+/* Queue the recipients of message id that go to the relay, per domain. */
 static void relay_queue_message(struct sched *s, spool_id id, const struct spool_envelope *env,
                                 int64_t now)
 {
     bool *taken = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof *taken);
     for (size_t i = 0; i < env->nrcpt; i++) {
         const struct spool_rcpt *r = &env->rcpt[i];
-        if (taken[i] || rcpt_final(r->state) || policy_is_local(s->cfg, r->addr))
+        if (taken[i] || rcpt_final(r->state) || rcpt_to_maildir(s, r->addr))
             continue;
         const char *dom = strrchr(r->addr, '@');
         dom = dom ? dom + 1 : "";
@@ -744,7 +764,7 @@ static void relay_queue_message(struct sched *s, spool_id id, const struct spool
             const struct spool_rcpt *q = &env->rcpt[j];
             const char *d = strrchr(q->addr, '@');
             if (taken[j] || rcpt_final(q->state) || !d || !ascii_ieq(d + 1, ri->domain) ||
-                policy_is_local(s->cfg, q->addr))
+                rcpt_to_maildir(s, q->addr))
                 continue;
             taken[j] = true;
             ri->idx[ri->n++] = j;
@@ -765,8 +785,10 @@ static void relay_queue_message(struct sched *s, spool_id id, const struct spool
 
 static void sched_dispatch(struct sched *s)
 {
+    /* Stopped: nothing starts, and the workers may be gone (a report committed
+       by the spool's last flush at exit comes back here). */
     if (s->stopped)
-        return; /* shutdown: the workers and the relay may be gone already */
+        return;
     relay_dispatch(s);
     /* Spread what is ready over the workers, at most BATCH_MAX a batch. */
     size_t nworkers = ev_workers_threads(s->workers);
@@ -816,7 +838,7 @@ void sched_message_queued(struct sched *s, spool_id id)
         const struct spool_rcpt *r = &env->rcpt[i];
         if (rcpt_final(r->state))
             continue;
-        if (!policy_is_local(s->cfg, r->addr)) {
+        if (!rcpt_to_maildir(s, r->addr)) {
             if (!s->relay && r->state == SPOOL_RCPT_PENDING) {
                 spool_set_rcpt(s->sp, id, i, SPOOL_RCPT_DEFERRED, r->attempts, 0,
                                "dsn=4.4.1 no transport for other domains");
@@ -865,6 +887,11 @@ struct sched *sched_new(struct ev_loop *loop, struct ev_workers *workers, struct
 void sched_set_relay(struct sched *s, struct relay *relay)
 {
     s->relay = relay;
+}
+
+void sched_set_transports(struct sched *s, const struct transport_table *transports)
+{
+    s->transports = transports;
 }
 
 size_t sched_in_flight(const struct sched *s)

@@ -2,7 +2,8 @@
  * sched - the queue manager: decides, for every live message in the spool,
  * which recipients to deliver now, hands local deliveries to the Maildir
  * delivery agent in worker threads (bounded concurrency), hands recipients in
- * other domains to the SMTP relay, records each outcome in the journal,
+ * other domains, and those the transport file routes elsewhere than
+ * "maildir", to the SMTP/LMTP relay, records each outcome in the journal,
  * retries temporary failures with backoff (retry_min doubling to retry_max,
  * until queue_lifetime), and removes a message from the spool once every
  * recipient is final.
@@ -28,6 +29,10 @@ struct sched *sched_new(struct ev_loop *loop, struct ev_workers *workers, struct
 struct relay;
 /* Deliver recipients in other domains through relay (NULL: keep them queued). */
 void sched_set_relay(struct sched *s, struct relay *relay);
+struct transport_table;
+/* The transport_file routes (kept by the caller, valid until sched_free), or
+   NULL: which recipients go to Maildir and which to the relay. */
+void sched_set_transports(struct sched *s, const struct transport_table *transports);
 /* A message became live (committed and durable, or recovered at start). */
 void sched_message_queued(struct sched *s, spool_id id);
 /* Deliveries in flight. */

@@ -136,22 +136,29 @@ class RawPeer:
     ext: the EHLO/LHLO keywords to advertise (e.g. ["PIPELINING", "8BITMIME"]);
     rcpt_reply(addr) and dot_reply(addr) may return a reply line to refuse
     (dot_reply is asked once per accepted recipient in LMTP, once with None in
-    SMTP). transactions: (mail_from line, [rcpt addresses], content as
-    received after dot-unstuffing); reads: every chunk recv() returned,
-    in order; commands: every command line."""
+    SMTP); rset_reply() may return a reply line to RSET, after which the
+    connection is closed. transactions: (mail_from line, [rcpt addresses],
+    content as received after dot-unstuffing); reads: every chunk recv()
+    returned, in order; commands: every command line; sessions and ended:
+    connections opened and finished (QUIT, close or error)."""
 
     def __init__(self, host, port, ext=(), lmtp=False):
         self.host, self.port, self.ext, self.lmtp = host, port, list(ext), lmtp
         self.rcpt_reply = lambda addr: None
         self.dot_reply = lambda addr: None
+        self.rset_reply = lambda: None
         self.transactions, self.reads, self.commands = [], [], []
-        self.sessions = 0
+        self.sessions = self.ended = 0
         self.lock = threading.Lock()
         peer = self
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
-                peer._session(self.request)
+                try:
+                    peer._session(self.request)
+                finally:
+                    with peer.lock:
+                        peer.ended += 1
 
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
@@ -243,6 +250,10 @@ class RawPeer:
                     mail, rcpts = None, []
                 elif verb == b"RSET":
                     mail, rcpts = None, []
+                    r = self.rset_reply()
+                    if r:
+                        sock.sendall(r.encode() + b"\r\n")
+                        return
                     sock.sendall(b"250 2.0.0 Ok\r\n")
                 elif verb == b"NOOP":
                     sock.sendall(b"250 2.0.0 Ok\r\n")

@@ -415,3 +415,53 @@ def test_lmtp_to_dovecot(tern, world, world_tmp, via):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_local_domain_routed_to_lmtp(tern, world, tmp_path):
+    """The transport file applies to local domains too: example.test (Tern's
+    local domain) goes to an LMTP server instead of Tern's Maildir."""
+    raw = world.raw_peer("127.0.0.6", ext=["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"],
+                         lmtp=True)
+    t = tmp_path / "transport"
+    t.write_text("example.test lmtp:[127.0.0.6]:%d\n" % world.port)
+    srv = tern(dict(world.overrides, transport_file=str(t)))
+    token, msg = send(srv, ["demo@example.test"])
+    (mail, rcpts, content), = raw.wait()
+    assert rcpts == ["demo@example.test"]
+    assert ("X-Tern-Test: %s" % token).encode() in content
+    srv.wait_log(r"to=<demo@example\.test> relay=127\.0\.0\.6\[127\.0\.0\.6\]:\d+ .*dsn=2\.0\.0 "
+                 r"status=sent")
+    assert srv.messages("demo@example.test") == []
+    assert "relay=maildir" not in srv.log()
+
+
+def test_catch_all_route_leaves_local_domains_alone(tern, world, tmp_path):
+    """"*" stands for other domains (as the relayhost does): local mail stays
+    in the Maildir tree."""
+    direct = world.peer("127.0.0.5")
+    t = tmp_path / "transport"
+    t.write_text("* smtp:[127.0.0.5]\n")
+    srv = tern(dict(world.overrides, transport_file=str(t)))
+    send(srv, ["demo@example.test", "bob@remote.test"])
+    srv.wait_messages("demo@example.test", 1)
+    (_, rcpts, _), = direct.wait()
+    assert rcpts == ["bob@remote.test"]
+    srv.wait_log(r"to=<demo@example\.test> relay=maildir .*status=sent")
+
+
+def test_maildir_route_for_other_domain(tern, world, tmp_path):
+    """`other.test maildir`: mail for a domain that is not local, accepted
+    from a trusted client, is delivered into the Maildir tree
+    (maildir_root/other.test/bob) instead of being relayed."""
+    mx1 = world.peer("127.0.0.2")
+    t = tmp_path / "transport"
+    t.write_text("other.test maildir\n")
+    srv = tern(dict(world.overrides, transport_file=str(t)))
+    token, msg = send(srv, ["bob@other.test", "eve@remote.test"])
+    (path, data), = srv.wait_messages("bob@other.test", 1)
+    assert ("X-Tern-Test: %s" % token).encode() in data
+    assert str(path).startswith(str(srv.maildir_root / "other.test" / "bob"))
+    srv.wait_log(r"to=<bob@other\.test> relay=maildir .*dsn=2\.0\.0 status=sent")
+    (_, rcpts, _), = mx1.wait()
+    assert rcpts == ["eve@remote.test"]
+    assert "4.3.5" not in srv.log()

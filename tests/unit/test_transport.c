@@ -115,6 +115,14 @@ static void test_table(void **state)
     check_lookup(t, "long.test", "smtp:[continued.example]");
     check_lookup(t, "other.org", "smtp:[fallback.example]");
     check_lookup(t, "", "smtp:[fallback.example]");
+    /* without "*": only entries naming the domain or a parent */
+    assert_null(transport_lookup_named(t, "other.org"));
+    assert_null(transport_lookup_named(t, ""));
+    assert_null(transport_lookup_named(NULL, "archive.test"));
+    assert_ptr_equal(transport_lookup_named(t, "Archive.test"),
+                     transport_lookup(t, "archive.test"));
+    assert_ptr_equal(transport_lookup_named(t, "x.y.example.com"),
+                     transport_lookup(t, "x.y.example.com"));
     transport_free(t);
 
     static const char no_star[] = "example.com smtp:[a.example]\n";
