@@ -147,29 +147,13 @@ static bool hash_ok(const char *s, size_t n)
            rounds <= 999999999;
 }
 
-/* A numeric address into addr[16]; returns AF_INET, AF_INET6 or 0. */
-static int parse_ip(const char *s, size_t n, unsigned char addr[16])
-{
-    char buf[INET6_ADDRSTRLEN + 1];
-    if (n == 0 || n >= sizeof buf)
-        return 0;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    memset(addr, 0, 16);
-    if (inet_pton(AF_INET, buf, addr) == 1)
-        return AF_INET;
-    if (inet_pton(AF_INET6, buf, addr) == 1)
-        return AF_INET6;
-    return 0;
-}
-
 /* "address" or "address/prefix"; an IPv4-mapped IPv6 network becomes the
    IPv4 network it maps. Host bits are an error. */
 static bool parse_cidr(const char *s, size_t n, struct config_cidr *out)
 {
     const char *slash = memchr(s, '/', n);
     size_t alen = slash ? (size_t)(slash - s) : n;
-    int fam = parse_ip(s, alen, out->addr);
+    int fam = cfg_parse_ip(s, alen, out->addr);
     if (fam == 0)
         return false;
     unsigned max = fam == AF_INET ? 32 : 128;

@@ -752,8 +752,7 @@ static void do_enum(struct parser *p, const struct key_def *k, const char *s, si
     cfg_error(&p->dc, line, "%s: \"%.*s%s\" is not one of %s", k->name, CFG_EX(s, n), list);
 }
 
-/* Parse a numeric address into family/addr; s need not be NUL-terminated. */
-static int parse_ip(const char *s, size_t n, unsigned char addr[16])
+int cfg_parse_ip(const char *s, size_t n, unsigned char addr[16])
 {
     char buf[INET6_ADDRSTRLEN + 1];
     if (n == 0 || n >= sizeof buf)
@@ -797,7 +796,7 @@ static bool parse_listen(struct parser *p, const struct key_def *k, const char *
         port = colon + 1;
         plen = n - hlen - 1;
     }
-    int fam = parse_ip(host, hlen, out->addr);
+    int fam = cfg_parse_ip(host, hlen, out->addr);
     if (fam == 0 || (s[0] == '[') != (fam == AF_INET6)) {
         cfg_error(&p->dc, line, "%s: \"%.*s%s\": the host must be a numeric %s address", k->name,
                   CFG_EX(s, n), s[0] == '[' ? "IPv6" : "IPv4");
@@ -851,7 +850,7 @@ static bool parse_cidr(struct parser *p, const struct key_def *k, const char *s,
         a++;
         alen -= 2;
     }
-    int fam = parse_ip(a, alen, out->addr);
+    int fam = cfg_parse_ip(a, alen, out->addr);
     if (fam == 0 || (a != s && fam != AF_INET6)) {
         cfg_error(&p->dc, line,
                   "%s: \"%.*s%s\" is not a numeric address or address/prefix (as 10.0.0.0/8 "
@@ -952,7 +951,7 @@ static void do_forwarders(struct parser *p, const struct key_def *k, const struc
         size_t alen = at ? (size_t)(at - s) : n;
         unsigned char addr[16];
         uint64_t port = 53;
-        bool ok = parse_ip(s, alen, addr) != 0;
+        bool ok = cfg_parse_ip(s, alen, addr) != 0;
         if (ok && at)
             ok = parse_u64(at + 1, n - alen - 1, &port) && port >= 1 && port <= 65535;
         if (!ok) {

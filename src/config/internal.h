@@ -84,4 +84,8 @@ char *cfg_read_file(const char *file, size_t max, size_t *len, struct config_dia
 /* Arguments for "%.*s%s": a value quoted in a message, cut at 60 octets. */
 #define CFG_EX(s, n) (int)((n) > 60 ? 60 : (n)), (s), ((n) > 60 ? "..." : "")
 
+/* A numeric IPv4 or IPv6 address s[0..len) (not NUL-terminated) into addr[16]
+   (network order, zero-padded); returns AF_INET, AF_INET6, or 0 if it is not one. */
+int cfg_parse_ip(const char *s, size_t len, unsigned char addr[16]);
+
 #endif
