@@ -43,7 +43,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_CONFIG "/etc/tern/tern.conf"
 #define SHUTDOWN_DEADLINE_MS 10000
 /* Deliveries are background work: their threads yield to the loop, so that a
    client waiting for its 250 is served first when the CPUs are saturated; the
@@ -304,7 +303,7 @@ static void on_signal(void *arg, int signo)
 
 static const char *config_path(int argc, char **argv)
 {
-    const char *file = DEFAULT_CONFIG;
+    const char *file = CLI_DEFAULT_CONFIG;
     int c;
     optind = 1;
     while ((c = getopt(argc, argv, "c:")) != -1) {

@@ -25,18 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CERT_DEFAULT_CONFIG "/etc/tern/tern.conf"
 #define CERT_USAGE "usage: tern cert selfsigned [-c FILE] [--force]\n"
-
-static void print_diags(const struct config_diags *d)
-{
-    for (size_t i = 0; i < d->n; i++) {
-        if (d->v[i].line)
-            fprintf(stderr, "%s:%u: %s\n", d->v[i].file, d->v[i].line, d->v[i].msg);
-        else
-            fprintf(stderr, "%s: %s\n", d->v[i].file, d->v[i].msg);
-    }
-}
 
 /* Does path name anything (a dangling symlink counts)? */
 static bool exists(const char *path)
@@ -53,7 +42,7 @@ static int cert_selfsigned(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *file = CERT_DEFAULT_CONFIG;
+    const char *file = CLI_DEFAULT_CONFIG;
     bool force = false;
     int c;
 #ifdef __GLIBC__
@@ -90,7 +79,7 @@ static int cert_selfsigned(int argc, char **argv)
 
     struct config_diags diags = {0, NULL};
     struct config *cfg = config_load(file, &diags);
-    print_diags(&diags);
+    cli_print_diags(&diags);
     config_diags_free(&diags);
     if (!cfg) {
         fprintf(stderr, "%s: configuration has errors\n", file);

@@ -19,9 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHECK_DEFAULT_CONFIG "/etc/tern/tern.conf"
-
-static void print_diags(const struct config_diags *d)
+void cli_print_diags(const struct config_diags *d)
 {
     for (size_t i = 0; i < d->n; i++) {
         if (d->v[i].line)
@@ -33,7 +31,7 @@ static void print_diags(const struct config_diags *d)
 
 int cli_check(int argc, char **argv)
 {
-    const char *file = CHECK_DEFAULT_CONFIG;
+    const char *file = CLI_DEFAULT_CONFIG;
     int c;
 #ifdef __GLIBC__
     optind = 0; /* full reset, in case getopt ran before */
@@ -87,7 +85,7 @@ int cli_check(int argc, char **argv)
         }
         explicit_bzero(&cred, sizeof cred);
     }
-    print_diags(&diags);
+    cli_print_diags(&diags);
     if (ok)
         printf("%s: configuration ok (%zu listeners, %zu local domains, %zu mailboxes, %zu "
                "aliases)\n",

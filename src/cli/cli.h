@@ -6,6 +6,14 @@
 #ifndef TERN_CLI_CLI_H
 #define TERN_CLI_CLI_H
 
+struct config_diags;
+
+/* The configuration file every subcommand reads unless -c names another. */
+#define CLI_DEFAULT_CONFIG "/etc/tern/tern.conf"
+
+/* Print diagnostics as "FILE:LINE: message" (or "FILE: message") on stderr. */
+void cli_print_diags(const struct config_diags *d);
+
 /* `tern check [-c FILE]`: validate the configuration and the aliases file it
    names. Exit status 0 when both are valid, 1 on any error, 2 on bad usage. */
 int cli_check(int argc, char **argv);

@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#define RESOLVE_DEFAULT_CONFIG "/etc/tern/tern.conf"
 #define RESOLVE_USAGE "usage: tern resolve [-c FILE] [-H] NAME\n"
 #define EXIT_TEMPFAIL 75
 
@@ -67,7 +66,7 @@ static void resolve_on_nexthop(void *arg, const struct dns_nexthop *res)
 
 int cli_resolve(int argc, char **argv)
 {
-    const char *file = RESOLVE_DEFAULT_CONFIG;
+    const char *file = CLI_DEFAULT_CONFIG;
     bool host = false;
     int c;
 #ifdef __GLIBC__
@@ -103,12 +102,7 @@ int cli_resolve(int argc, char **argv)
 
     struct config_diags diags = {0, NULL};
     struct config *cfg = config_load(file, &diags);
-    for (size_t i = 0; i < diags.n; i++) {
-        if (diags.v[i].line)
-            fprintf(stderr, "%s:%u: %s\n", diags.v[i].file, diags.v[i].line, diags.v[i].msg);
-        else
-            fprintf(stderr, "%s: %s\n", diags.v[i].file, diags.v[i].msg);
-    }
+    cli_print_diags(&diags);
     config_diags_free(&diags);
     if (!cfg) {
         fprintf(stderr, "%s: configuration has errors\n", file);

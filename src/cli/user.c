@@ -47,7 +47,6 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#define USER_DEFAULT_CONFIG "/etc/tern/tern.conf"
 /* The largest store edited (as userdb_load reads). */
 #define USER_FILE_MAX (16 * 1024 * 1024)
 /* Longest password accepted (as userdb_verify_password checks). */
@@ -76,16 +75,6 @@ struct user_opts {
     bool cram;           /* --cram */
     char *login;         /* lowercased; NULL for list */
 };
-
-static void print_diags(const struct config_diags *d)
-{
-    for (size_t i = 0; i < d->n; i++) {
-        if (d->v[i].line)
-            fprintf(stderr, "%s:%u: %s\n", d->v[i].file, d->v[i].line, d->v[i].msg);
-        else
-            fprintf(stderr, "%s: %s\n", d->v[i].file, d->v[i].msg);
-    }
-}
 
 static void free_secret(char *p, size_t n)
 {
@@ -405,7 +394,7 @@ static int do_list(const char *file)
 {
     struct config_diags d = {0, NULL};
     struct userdb *db = userdb_load(file, &d);
-    print_diags(&d);
+    cli_print_diags(&d);
     config_diags_free(&d);
     if (!db)
         return 1;
@@ -543,7 +532,7 @@ static int do_edit(const struct user_opts *o, const char *file)
     if (exists) {
         text = cfg_read_file(file, USER_FILE_MAX, &len, &d);
         struct userdb *db = text ? userdb_parse(text, len, file, &d) : NULL;
-        print_diags(&d);
+        cli_print_diags(&d);
         config_diags_free(&d);
         if (!db) {
             fprintf(stderr, "tern user: %s has errors: fix them first\n", file);
@@ -596,7 +585,7 @@ static int do_edit(const struct user_opts *o, const char *file)
     /* What is written must read back. */
     struct userdb *check = userdb_parse(newtext, newlen, file, &d);
     if (!check || (o->cmd != CMD_DEL) != (userdb_find(check, o->login) != NULL)) {
-        print_diags(&d);
+        cli_print_diags(&d);
         fprintf(stderr, "tern user: the edited store would not read back; %s is unchanged\n", file);
         config_diags_free(&d);
         userdb_free(check);
@@ -629,7 +618,7 @@ out:
 
 int cli_user(int argc, char **argv)
 {
-    struct user_opts o = {CMD_LIST, USER_DEFAULT_CONFIG, NULL, false, false, false, NULL};
+    struct user_opts o = {CMD_LIST, CLI_DEFAULT_CONFIG, NULL, false, false, false, NULL};
     if (argc < 2) {
         fputs(usage_text, stderr);
         return 2;
@@ -722,7 +711,7 @@ int cli_user(int argc, char **argv)
     if (!file) {
         struct config_diags d = {0, NULL};
         cfg = config_load(o.config, &d);
-        print_diags(&d);
+        cli_print_diags(&d);
         config_diags_free(&d);
         if (!cfg) {
             fprintf(stderr, "%s: configuration has errors\n", o.config);
