@@ -104,8 +104,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             dns_addr_list_add(&v6, AF_INET6, p, len);
             break;
         case 3:
+            {
+                /* TXT rdata: the joined text has no NUL and fits */
+                char txt[256];
+                long n = dns_txt_join(p, len, txt, sizeof txt);
+                if (n >= (long)sizeof txt || (n >= 0 && strlen(txt) != (size_t)n))
+                    abort();
+            }
             if (dns_name_from_wire(p, len, name)) {
                 check_name(name, true);
+                char raw[DNS_NAME_MAX + 1];
+                if (name[0] && !dns_query_name_normalize(name, raw))
+                    abort();
                 if (dns_host_name_valid(name)) {
                     char again[DNS_NAME_MAX + 1];
                     if (!dns_name_normalize(name, again) || strcmp(again, name) != 0)

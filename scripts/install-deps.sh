@@ -18,7 +18,7 @@ build_pkgs=(
 	libunbound-dev libopendkim-dev libpsl-dev libcrypt-dev
 )
 test_pkgs=(
-	python3 python3-pytest python3-pytest-timeout python3-aiosmtpd python3-dnslib
+	python3 python3-pytest python3-pytest-timeout python3-aiosmtpd python3-dnslib python3-dkim python3-spf python3-nacl
 	swaks msmtp openssl dovecot-core dovecot-imapd dovecot-lmtpd postfix
 	clang libclang-rt-14-dev
 	procps iproute2 time

@@ -105,8 +105,23 @@ struct nexthop_cached {
     struct dns_nexthop *res; /* malloc'd copy */
 };
 
+/* A raw query (dns_query): one libunbound query, its answer kept until the
+   timer delivers it. */
+struct dns_query {
+    struct dns_resolver *r;
+    struct dns_query *prev, *next; /* in r->queries */
+    dns_answer_cb cb;
+    void *arg;
+    struct ev_timer *timer; /* dns_timeout, then zero to deliver */
+    int async_id;
+    bool active;               /* sent to libunbound and not answered */
+    struct ub_result *result;  /* the answer, freed after the callback */
+    struct dns_answer ans;
+};
+
 struct dns_resolver {
     struct nexthop_cached cache[NEXTHOP_CACHE_SIZE];
+    struct dns_query *queries;  /* raw queries in flight or waiting for delivery */
     struct ev_loop *loop;
     struct ub_ctx *ctx;
     struct ev_fd *watch;        /* ub_fd(ctx) */
@@ -147,10 +162,24 @@ struct dns_resolver *dns_resolver_new(struct ev_loop *loop, const struct config 
            lab's resolver may serve the special-use zone test. (RFC 6761),
            which libunbound otherwise answers NXDOMAIN itself. ("nodefault"
            is not honoured through ub_ctx_set_option; "transparent" replaces
-           the built-in zone with one that has no data of its own.) */
+           the built-in zone with one that has no data of its own.) The same
+           holds for the reverse zones of loopback, private and documentation
+           addresses. */
+        static const char *const lab_zones[] = {
+            "test. transparent",
+            /* reverse zones libunbound answers itself (RFC 6303, RFC 5737,
+               RFC 3849): SPF's ptr mechanism and PTR lookups in a lab */
+            "127.in-addr.arpa. transparent",
+            "2.0.192.in-addr.arpa. transparent",
+            "100.51.198.in-addr.arpa. transparent",
+            "113.0.203.in-addr.arpa. transparent",
+            "8.b.d.0.1.0.0.2.ip6.arpa. transparent",
+        };
         rc = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no");
         if (rc == 0)
-            rc = ub_ctx_set_option(ctx, "local-zone:", "test. transparent");
+            rc = ub_ctx_set_option(ctx, "unblock-lan-zones:", "yes");
+        for (size_t i = 0; rc == 0 && i < sizeof lab_zones / sizeof lab_zones[0]; i++)
+            rc = ub_ctx_set_option(ctx, "local-zone:", lab_zones[i]);
         if (rc != 0)
             snprintf(err, errlen, "libunbound: %s", ub_strerror(rc));
     }
@@ -235,6 +264,8 @@ void dns_resolver_free(struct dns_resolver *r)
         lookup_unlink(l);
         lookup_free(l);
     }
+    while (r->queries)
+        dns_query_cancel(r->queries);
     ev_fd_free(r->watch);
     ub_ctx_delete(r->ctx);
     for (size_t i = 0; i < NEXTHOP_CACHE_SIZE; i++)
@@ -285,6 +316,24 @@ static const char *rcode_name(int rcode)
 static const char *type_name(int family)
 {
     return family == AF_INET ? "A" : family == AF_INET6 ? "AAAA" : "MX";
+}
+
+static const char *rrtype_name(int type)
+{
+    switch (type) {
+    case DNS_TYPE_A:
+        return "A";
+    case DNS_TYPE_PTR:
+        return "PTR";
+    case DNS_TYPE_MX:
+        return "MX";
+    case DNS_TYPE_TXT:
+        return "TXT";
+    case DNS_TYPE_AAAA:
+        return "AAAA";
+    default:
+        return "record";
+    }
 }
 
 /* Classify a libunbound answer; on ANSWER_TEMPFAIL, why goes into reason. */
@@ -603,4 +652,130 @@ struct dns_lookup *dns_resolve_host(struct dns_resolver *r, const char *host, dn
     memcpy(l->targets[0].name, name, sizeof name);
     start_addrs(l);
     return l;
+}
+
+/* ---- Raw queries ---- */
+
+static void query_unlink(struct dns_query *q)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else if (q->r->queries == q)
+        q->r->queries = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    q->prev = q->next = NULL;
+}
+
+void dns_query_cancel(struct dns_query *q)
+{
+    if (!q)
+        return;
+    if (q->active)
+        ub_cancel(q->r->ctx, q->async_id);
+    query_unlink(q);
+    ev_timer_free(q->timer);
+    ub_resolve_free(q->result);
+    free(q);
+}
+
+/* The answer is final: deliver it from the timer, on the next loop pass. */
+static void query_done(struct dns_query *q, enum dns_answer_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void query_done(struct dns_query *q, enum dns_answer_status status, const char *fmt, ...)
+{
+    if (q->active) {
+        ub_cancel(q->r->ctx, q->async_id);
+        q->active = false;
+    }
+    q->ans.status = status;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(q->ans.reason, sizeof q->ans.reason, fmt, ap);
+        va_end(ap);
+    }
+    if (status != DNS_ANSWER_DATA)
+        q->ans.n = 0;
+    ev_timer_start(q->timer, 0);
+}
+
+static void on_query_answer(void *arg, int err, struct ub_result *result)
+{
+    struct dns_query *q = arg;
+    struct dns_answer *a = &q->ans;
+    q->active = false;
+    q->result = result;
+    const char *type = rrtype_name(a->type);
+    if (err != 0) {
+        query_done(q, DNS_ANSWER_TEMPFAIL, "%s looking up %s for %s", ub_strerror(err), type,
+                   a->name);
+    } else if (result->bogus) {
+        query_done(q, DNS_ANSWER_TEMPFAIL, "DNSSEC validation failed looking up %s for %s%s%s",
+                   type, a->name, result->why_bogus ? ": " : "",
+                   result->why_bogus ? result->why_bogus : "");
+    } else if (result->rcode == RCODE_NXDOMAIN) {
+        a->secure = result->secure;
+        query_done(q, DNS_ANSWER_NXDOMAIN, NULL);
+    } else if (result->rcode != 0) {
+        query_done(q, DNS_ANSWER_TEMPFAIL, "%s looking up %s for %s", rcode_name(result->rcode),
+                   type, a->name);
+    } else {
+        a->secure = result->secure;
+        for (size_t i = 0; result->havedata && result->data[i]; i++) {
+            if (a->n == DNS_MAX_RECORDS) {
+                a->dropped++;
+                continue;
+            }
+            a->rdata[a->n] = (const uint8_t *)result->data[i];
+            a->len[a->n] = (size_t)result->len[i];
+            a->n++;
+        }
+        query_done(q, a->n > 0 ? DNS_ANSWER_DATA : DNS_ANSWER_NODATA, NULL);
+    }
+}
+
+static void on_query_timer(void *arg)
+{
+    struct dns_query *q = arg;
+    if (q->active)
+        query_done(q, DNS_ANSWER_TEMPFAIL, "timeout looking up %s for %s",
+                   rrtype_name(q->ans.type), q->ans.name);
+    ev_timer_stop(q->timer);
+    query_unlink(q);
+    q->cb(q->arg, &q->ans);
+    ev_timer_free(q->timer);
+    ub_resolve_free(q->result);
+    free(q);
+}
+
+struct dns_query *dns_query(struct dns_resolver *r, const char *name, int type, dns_answer_cb cb,
+                            void *arg)
+{
+    struct dns_query *q = xcalloc(1, sizeof *q);
+    q->r = r;
+    q->cb = cb;
+    q->arg = arg;
+    q->ans.type = type;
+    q->timer = ev_timer_new(r->loop, on_query_timer, q);
+    q->next = r->queries;
+    if (r->queries)
+        r->queries->prev = q;
+    r->queries = q;
+    if (!dns_query_name_normalize(name, q->ans.name)) {
+        snprintf(q->ans.name, sizeof q->ans.name, "%.200s", name);
+        query_done(q, DNS_ANSWER_INVALID, "%.200s is not a valid domain name", name);
+        return q;
+    }
+    ev_timer_start(q->timer, r->timeout_ms);
+    int rc = ub_resolve_async(r->ctx, q->ans.name, type, RR_CLASS_IN, q, on_query_answer,
+                              &q->async_id);
+    if (rc != 0) {
+        query_done(q, DNS_ANSWER_TEMPFAIL, "%s looking up %s for %s", ub_strerror(rc),
+                   rrtype_name(type), q->ans.name);
+        return q;
+    }
+    q->active = true;
+    return q;
 }

@@ -134,4 +134,65 @@ void dns_addr_format(const struct dns_addr *a, char *out, size_t outlen);
    the family is neither AF_INET nor AF_INET6. */
 socklen_t dns_addr_sockaddr(const struct dns_addr *a, uint16_t port, struct sockaddr_storage *ss);
 
+/* ---- Raw queries: one name, one record type (SPF, DKIM, DMARC) ---- */
+
+/* Record types a caller may ask for. */
+#define DNS_TYPE_A 1
+#define DNS_TYPE_PTR 12
+#define DNS_TYPE_MX 15
+#define DNS_TYPE_TXT 16
+#define DNS_TYPE_AAAA 28
+
+/* At most this many records of one answer are handed over; the rest are
+   counted in dropped. */
+#define DNS_MAX_RECORDS 64
+
+/* How a raw query ended. RFC 7208 §2.6.7 and RFC 6376 §6.1.2 both need the
+   difference between a name that does not exist, a name without records of
+   the type, and a failure to find out. */
+enum dns_answer_status {
+    DNS_ANSWER_DATA = 0, /* n >= 1 records of the type */
+    DNS_ANSWER_NODATA,   /* the name exists, without records of the type */
+    DNS_ANSWER_NXDOMAIN, /* the name does not exist */
+    DNS_ANSWER_TEMPFAIL, /* SERVFAIL, timeout, network error, DNSSEC bogus */
+    DNS_ANSWER_INVALID,  /* the name is not a valid DNS name (no query sent) */
+};
+
+/* The answer to a raw query. rdata is in wire format as libunbound gives it
+   (names uncompressed); dns_txt_join() and dns_name_from_wire() read it.
+   Valid only during the callback. */
+struct dns_answer {
+    enum dns_answer_status status;
+    int type;                            /* what was asked */
+    char name[DNS_NAME_MAX + 1];         /* what was asked, lowercase, no trailing dot */
+    bool secure;                         /* DNSSEC-validated */
+    char reason[256];                    /* on TEMPFAIL and INVALID: why */
+    size_t n;                            /* records in rdata[] */
+    size_t dropped;                      /* records past DNS_MAX_RECORDS */
+    const uint8_t *rdata[DNS_MAX_RECORDS];
+    size_t len[DNS_MAX_RECORDS];
+};
+
+struct dns_query;
+typedef void (*dns_answer_cb)(void *arg, const struct dns_answer *a);
+
+/* Ask for the records of one type at one name. The callback rules are those
+   of the lookups above: exactly once, from the event loop, never inside this
+   call, not after dns_query_cancel() or dns_resolver_free(); bounded by
+   dns_timeout (a timeout is DNS_ANSWER_TEMPFAIL). name may hold any octets
+   a DNS label can carry in text except '.', NUL and controls (underscores
+   for _domainkey and _dmarc, macro-expanded SPF names), one trailing dot
+   allowed; labels of 1..63 octets, 253 in all, else DNS_ANSWER_INVALID. */
+struct dns_query *dns_query(struct dns_resolver *r, const char *name, int type, dns_answer_cb cb,
+                            void *arg);
+/* Stop a query whose callback has not been called; it never will be. NULL
+   does nothing. */
+void dns_query_cancel(struct dns_query *q);
+
+/* TXT rdata (RFC 1035 §3.3.14): its character-strings joined without
+   separators (RFC 7208 §3.3, RFC 6376 §3.6.2.2) into out, NUL-terminated.
+   Returns the joined length, or -1 when the rdata is malformed, holds a NUL
+   octet, or does not fit in outlen - 1 octets. */
+long dns_txt_join(const uint8_t *rdata, size_t len, char *out, size_t outlen);
+
 #endif

@@ -350,3 +350,48 @@ bool dns_status_temporary(enum dns_status s)
 {
     return s == DNS_TEMPFAIL;
 }
+
+long dns_txt_join(const uint8_t *rdata, size_t len, char *out, size_t outlen)
+{
+    if (outlen == 0)
+        return -1;
+    size_t n = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t l = rdata[i++];
+        if (l > len - i || l >= outlen - n)
+            return -1;
+        if (memchr(rdata + i, '\0', l))
+            return -1;
+        memcpy(out + n, rdata + i, l);
+        n += l;
+        i += l;
+    }
+    out[n] = '\0';
+    return (long)n;
+}
+
+bool dns_query_name_normalize(const char *in, char out[DNS_NAME_MAX + 1])
+{
+    size_t len = strlen(in);
+    if (len > 0 && in[len - 1] == '.')
+        len--;
+    if (len == 0 || len > DNS_NAME_MAX)
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if (c <= 0x20 || c == 0x7f) {
+            return false;
+        } else if (++label > 63) {
+            return false;
+        }
+        out[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
+    out[len] = '\0';
+    return true;
+}

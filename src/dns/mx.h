@@ -113,4 +113,10 @@ size_t dns_host_set_addrs(struct dns_host *h, const struct dns_addr_list *first,
    the brackets as RFC 5321 §4.1.3 writes it). */
 bool dns_addr_parse(const char *s, struct dns_addr *out);
 
+/* A name for a raw query (dns_query): lowercase, one trailing dot dropped,
+   labels of 1..63 octets without controls, spaces or DEL, 253 octets in all.
+   Unlike dns_name_normalize(), underscores and other printable octets are
+   allowed (_domainkey, _dmarc, SPF macros). False when it is not valid. */
+bool dns_query_name_normalize(const char *in, char out[DNS_NAME_MAX + 1]);
+
 #endif

@@ -32,7 +32,7 @@ set_behaviour); the server is thread-safe.
 
 import threading
 
-from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, SOA, TXT, A, DNSError, DNSLabel
+from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, A, DNSError, DNSLabel
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 TTL = 60
@@ -53,7 +53,10 @@ def _rdata(rtype, value):
     if rtype == "CNAME":
         return CNAME(value)
     if rtype == "TXT":
+        # a str is one character-string; a list gives several (joined by readers)
         return TXT(value)
+    if rtype == "PTR":
+        return PTR(value)
     raise ValueError("unsupported record type %s" % rtype)
 
 

@@ -64,6 +64,13 @@ ZONE = {
     # every MX host fails temporarily
     "allbroken.test": [("MX", (10, "broken.allbroken.test"))],
     "broken.allbroken.test": [("A", "192.0.2.90")],
+    # raw queries (tern resolve -t): TXT with several character-strings,
+    # names with underscores, PTR
+    "_dmarc.raw.test": [("TXT", "v=DMARC1; p=none"), ("TXT", ["v=spf1 ", "ip4:192.0.2.1 ", "-all"])],
+    "sel._domainkey.raw.test": [("TXT", ["v=DKIM1; k=ed25519; ", "p=" + "A" * 200, "A" * 100])],
+    "raw.test": [("A", "192.0.2.110")],
+    "1.2.0.192.in-addr.arpa": [("PTR", "host.raw.test")],
+    "servfail.raw.test": [],
     # a smarthost
     "relay.test": [("A", "192.0.2.100"), ("AAAA", "2001:db8::100"), ("MX", (10, "x.test"))],
 }
@@ -74,6 +81,7 @@ BEHAVIOURS = {
     "slow.slowhost.test": ("delay", DNS_TIMEOUT + 4),
     "broken.halfbroken.test": "servfail",
     "broken.allbroken.test": "servfail",
+    "servfail.raw.test": "servfail",
 }
 
 
@@ -114,7 +122,7 @@ class Result:
         self.status_line = lines[0] if lines else ""
         # [(preference, name, [addresses])]
         self.hosts = []
-        for line in lines[1:]:
+        for line in lines[1:] if "type=" not in self.status_line else []:
             f = line.split()
             self.hosts.append((int(f[0]), f[1], f[2:]))
 
@@ -285,3 +293,46 @@ def test_usage_and_bad_config(tmp_path, conf):
     missing = conf(dns_trust_anchor=str(tmp_path / "no-such-anchor"))
     r = resolve(missing, "two.test")
     assert r.rc == 1 and "dns_trust_anchor" in r.err
+
+
+def raw(conf_path, rtype, name):
+    res = resolve(conf_path, name, "-t", rtype)
+    return res, res.out.splitlines()[1:]
+
+
+def test_raw_txt_joins_character_strings(conf):
+    res, records = raw(conf(), "txt", "_DMARC.raw.test.")
+    assert res.rc == 0, res.out + res.err
+    assert res.status_line.startswith("_dmarc.raw.test type=TXT status=data")
+    assert res.field("records") == "2"
+    assert sorted(records) == ["v=DMARC1; p=none", "v=spf1 ip4:192.0.2.1 -all"]
+    res, records = raw(conf(), "txt", "sel._domainkey.raw.test")
+    assert res.rc == 0, res.out + res.err
+    assert records == ["v=DKIM1; k=ed25519; p=" + "A" * 300]
+
+
+def test_raw_nodata_nxdomain_servfail_invalid(conf):
+    c = conf()
+    res, records = raw(c, "txt", "raw.test")
+    assert (res.rc, res.field("status"), records) == (1, "nodata", [])
+    res, _ = raw(c, "txt", "missing.raw.test")
+    assert (res.rc, res.field("status")) == (1, "nxdomain")
+    res, _ = raw(c, "txt", "servfail.raw.test")
+    assert (res.rc, res.field("status")) == (EX_TEMPFAIL, "tempfail"), res.out
+    assert "SERVFAIL looking up TXT for servfail.raw.test" in res.out
+    res, _ = raw(c, "txt", "a..b.test")
+    assert (res.rc, res.field("status")) == (1, "invalid"), res.out
+    res, _ = raw(c, "txt", "x" * 64 + ".test")
+    assert (res.rc, res.field("status")) == (1, "invalid"), res.out
+
+
+def test_raw_address_mx_and_ptr(conf):
+    c = conf()
+    res, records = raw(c, "a", "raw.test")
+    assert (res.rc, records) == (0, ["192.0.2.110"])
+    res, records = raw(c, "mx", "two.test")
+    assert res.rc == 0 and sorted(records) == ["10 mx1.two.test", "20 mx2.two.test"]
+    res, records = raw(c, "ptr", "1.2.0.192.in-addr.arpa")
+    assert (res.rc, records) == (0, ["host.raw.test"]), res.out
+    res = resolve(c, "raw.test", "-t", "cname")
+    assert res.rc == 2 and "unknown record type" in res.err

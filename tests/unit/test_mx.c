@@ -478,6 +478,69 @@ static void test_status(void **state)
     assert_false(dns_status_temporary(DNS_OK));
 }
 
+static void test_txt_join(void **state)
+{
+    (void)state;
+    char out[16];
+    /* two character-strings, joined without a separator */
+    static const uint8_t two[] = {3, 'a', 'b', 'c', 2, 'd', 'e'};
+    assert_int_equal(dns_txt_join(two, sizeof two, out, sizeof out), 5);
+    assert_string_equal(out, "abcde");
+    /* an empty string and no string at all */
+    static const uint8_t empty[] = {0};
+    assert_int_equal(dns_txt_join(empty, sizeof empty, out, sizeof out), 0);
+    assert_int_equal(dns_txt_join(empty, 0, out, sizeof out), 0);
+    assert_string_equal(out, "");
+    /* a length past the rdata */
+    static const uint8_t past[] = {4, 'a', 'b'};
+    assert_int_equal(dns_txt_join(past, sizeof past, out, sizeof out), -1);
+    /* a NUL octet inside */
+    static const uint8_t nul[] = {3, 'a', 0, 'b'};
+    assert_int_equal(dns_txt_join(nul, sizeof nul, out, sizeof out), -1);
+    /* exactly fits (15 octets and the NUL), one more does not */
+    uint8_t fit[16] = {15};
+    memset(fit + 1, 'x', 15);
+    assert_int_equal(dns_txt_join(fit, sizeof fit, out, sizeof out), 15);
+    fit[0] = 14;
+    uint8_t over[18] = {15};
+    memset(over + 1, 'x', 15);
+    over[16] = 1;
+    over[17] = 'y';
+    assert_int_equal(dns_txt_join(over, sizeof over, out, sizeof out), -1);
+    assert_int_equal(dns_txt_join(two, sizeof two, out, 0), -1);
+}
+
+static void test_query_names(void **state)
+{
+    (void)state;
+    char out[DNS_NAME_MAX + 1];
+    assert_true(dns_query_name_normalize("Sel._DomainKey.Example.ORG.", out));
+    assert_string_equal(out, "sel._domainkey.example.org");
+    assert_true(dns_query_name_normalize("a+b=c.example", out));
+    assert_string_equal(out, "a+b=c.example");
+    assert_false(dns_query_name_normalize("", out));
+    assert_false(dns_query_name_normalize(".", out));
+    assert_false(dns_query_name_normalize("a..b", out));
+    assert_false(dns_query_name_normalize(".a", out));
+    assert_false(dns_query_name_normalize("a b.example", out));
+    assert_false(dns_query_name_normalize("a\tb.example", out));
+    char label[70];
+    memset(label, 'l', 63);
+    strcpy(label + 63, ".x");
+    assert_true(dns_query_name_normalize(label, out));
+    label[63] = 'l';
+    strcpy(label + 64, ".x");
+    assert_false(dns_query_name_normalize(label, out));
+    char longname[300];
+    for (size_t i = 0; i < 127; i++)
+        memcpy(longname + 2 * i, "a.", 2);
+    longname[253] = '\0'; /* 253 octets: "a.a. ... a" */
+    assert_true(dns_query_name_normalize(longname, out));
+    longname[253] = 'a';
+    longname[254] = '\0';
+    assert_false(dns_query_name_normalize(longname, out));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,7 +549,8 @@ int main(void)
         cmocka_unit_test(test_addr_rdata),     cmocka_unit_test(test_mx_order),
         cmocka_unit_test(test_mx_malformed),   cmocka_unit_test(test_mx_shuffle),
         cmocka_unit_test(test_mx_bounds),      cmocka_unit_test(test_addr_lists),
-        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_status),         cmocka_unit_test(test_txt_join),
+        cmocka_unit_test(test_query_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
