@@ -35,4 +35,9 @@ int cli_user(int argc, char **argv);
    configuration, 2 bad usage, 75 temporary failure. */
 int cli_resolve(int argc, char **argv);
 
+/* `tern spf [-c FILE] [--helo NAME] [--identity mailfrom|helo] IP SENDER`:
+   the SPF result (RFC 7208) for that client and sender, on one line. Exit
+   status 0 for any result, 1 bad configuration, 2 bad usage. */
+int cli_spf(int argc, char **argv);
+
 #endif

@@ -381,6 +381,7 @@ enum key_type {
     KT_PORT,       /* uint32_t 1 to 65535 */
     KT_DNSPREFER,  /* ipv6 | ipv4 */
     KT_OTLS,       /* may | none | encrypt | verify */
+    KT_SPFACTION,  /* record | reject */
     KT_FORWARDERS, /* list of address[@port] */
     KT_SIZE64,     /* uint64_t octets, K/M/G suffixes */
     KT_SIZE,       /* size_t octets, K/M/G suffixes */
@@ -472,6 +473,9 @@ static const struct key_def keys[] = {
     {"relayhost", KT_STRING, F(relayhost), 0, 0, 0, NULL, 0},
     {"relayhost_auth_file", KT_PATH_OPT, F(relayhost_auth_file), 0, 0, 0, NULL, 0},
     {"transport_file", KT_PATH_OPT, F(transport_file), 0, 0, 0, NULL, 0},
+    {"spf_verify", KT_BOOL, F(spf_verify), 1, 0, 0, NULL, 0},
+    {"spf_fail_action", KT_SPFACTION, F(spf_fail_action), CONFIG_SPF_FAIL_RECORD, 0, 0, NULL, 0},
+    {"spf_timeout", KT_TIME, F(spf_timeout), 20, 1, 600, NULL, 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -490,6 +494,7 @@ static const char *const tlsver_names[] = {"TLSv1.2", "TLSv1.3"};
 static const char *const bool_names[] = {"no", "yes"};
 static const char *const prefer_names[] = {"ipv6", "ipv4"};
 static const char *const otls_names[] = {"may", "none", "encrypt", "verify"};
+static const char *const spfaction_names[] = {"record", "reject"};
 
 /* The names of an enumerated key's values, their count, and how an error lists them. */
 static const char *const *enum_names(enum key_type t, size_t *n, const char **list)
@@ -515,6 +520,10 @@ static const char *const *enum_names(enum key_type t, size_t *n, const char **li
         *n = 4;
         *list = "may, none, encrypt, verify";
         return otls_names;
+    case KT_SPFACTION:
+        *n = 2;
+        *list = "record, reject";
+        return spfaction_names;
     default:
         *n = 4;
         *list = "error, warn, info, debug";
@@ -686,6 +695,7 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
     case KT_TLSVER:
     case KT_DNSPREFER:
     case KT_OTLS:
+    case KT_SPFACTION:
         *(int *)(void *)f = (int)v;
         break;
     case KT_BOOL:
@@ -1086,6 +1096,7 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_BOOL:
     case KT_DNSPREFER:
     case KT_OTLS:
+    case KT_SPFACTION:
         do_enum(p, k, v, vlen, line);
         break;
     default:
@@ -1111,6 +1122,7 @@ static void set_defaults(struct config *cfg)
         case KT_BOOL:
         case KT_DNSPREFER:
         case KT_OTLS:
+        case KT_SPFACTION:
         case KT_PORT:
         case KT_SIZE64:
         case KT_SIZE:

@@ -44,6 +44,13 @@ enum config_outbound_tls {
     CONFIG_OTLS_VERIFY,  /* STARTTLS required, certificate chain and host name verified */
 };
 
+/* spf_fail_action: what the mx session does with an SPF fail of MAIL FROM */
+enum config_spf_fail_action {
+    CONFIG_SPF_FAIL_RECORD = 0, /* accept; the result goes into Received-SPF and
+                                   Authentication-Results */
+    CONFIG_SPF_FAIL_REJECT,     /* 550 5.7.23 at MAIL FROM (RFC 7372 §3.2) */
+};
+
 /* tls_min_version */
 enum config_tls_version { CONFIG_TLS_1_2 = 0, CONFIG_TLS_1_3 };
 
@@ -136,6 +143,10 @@ struct config {
     char *relayhost;           /* smarthost for all non-local mail ("[host]:port"); NULL: MX */
     char *relayhost_auth_file; /* "user password" for AUTH to the relayhost; NULL: no AUTH */
     char *transport_file;      /* per-domain routes; NULL: none */
+    /* SPF (RFC 7208) on mx listeners: docs/spf.md */
+    bool spf_verify;      /* check the HELO and MAIL FROM identities; default yes */
+    int spf_fail_action;  /* enum config_spf_fail_action; default record */
+    uint32_t spf_timeout; /* seconds for one whole check; default 20 (§4.6.4) */
 };
 
 /* One parse error or warning, with where it was found. */

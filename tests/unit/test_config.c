@@ -114,6 +114,9 @@ static void test_defaults(void **state)
     assert_int_equal(c->delivery_workers, 0);
     assert_int_equal(c->delivery_concurrency, 64);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+    assert_true(c->spf_verify);
+    assert_int_equal(c->spf_fail_action, CONFIG_SPF_FAIL_RECORD);
+    assert_int_equal(c->spf_timeout, 20);
     config_free(c);
     config_diags_free(&d);
 }
@@ -179,6 +182,13 @@ static const struct num_case {
     N("log_level = Info", log_level, WINT, LOG_LEVEL_INFO),
     N("log_level = debug", log_level, WINT, LOG_LEVEL_DEBUG),
     N("log_level =", log_level, WINT, LOG_LEVEL_INFO),
+    N("spf_fail_action = reject", spf_fail_action, WINT, CONFIG_SPF_FAIL_REJECT),
+    N("spf_fail_action = Record", spf_fail_action, WINT, CONFIG_SPF_FAIL_RECORD),
+    N("spf_fail_action =", spf_fail_action, WINT, CONFIG_SPF_FAIL_RECORD),
+    N("spf_timeout = 5", spf_timeout, W32, 5),
+    N("spf_timeout = 2m", spf_timeout, W32, 120),
+    N("spf_timeout = 10m", spf_timeout, W32, 600),
+    N("spf_timeout =", spf_timeout, W32, 20),
 #undef N
 };
 
@@ -259,6 +269,12 @@ static const struct bad_case {
     {"delivery_concurrency = 0", "out of range"},
     {"bare_newline = maybe", "bare_newline: \"maybe\" is not one of reject, normalize"},
     {"log_level = verbose", "is not one of error, warn, info, debug"},
+    {"spf_verify = maybe", "spf_verify: \"maybe\" is not one of yes, no"},
+    {"spf_fail_action = bounce", "spf_fail_action: \"bounce\" is not one of record, reject"},
+    {"spf_fail_action = 550", "is not one of record, reject"},
+    {"spf_timeout = 0", "spf_timeout: 0 is out of range (1s to 10m)"},
+    {"spf_timeout = 601", "out of range"},
+    {"spf_timeout = 1x", "is not a time"},
     {"hostname = bad_name.test", "hostname: \"bad_name.test\" is not a domain name"},
     {"hostname = a..b", "is not a domain name"},
     {"hostname = -a.test", "is not a domain name"},
@@ -325,6 +341,29 @@ static void test_bad_values(void **state)
         config_diags_free(&d);
         free(text);
     }
+}
+
+/* The SPF keys (docs/spf.md). */
+static void test_spf_keys(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    char *text = cat(base, "spf_verify = no\nspf_fail_action = reject\nspf_timeout = 45s");
+    struct config *c = parse(text, &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_false(c->spf_verify);
+    assert_int_equal(c->spf_fail_action, CONFIG_SPF_FAIL_REJECT);
+    assert_int_equal(c->spf_timeout, 45);
+    config_free(c);
+    free(text);
+    text = cat(base, "spf_verify = no\nspf_verify = YES");
+    c = parse(text, &d);
+    assert_non_null(c);
+    assert_true(c->spf_verify);
+    config_free(c);
+    free(text);
+    config_diags_free(&d);
 }
 
 static void test_listeners(void **state)
@@ -875,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_numeric_keys),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_spf_keys),
         cmocka_unit_test(test_listeners),
         cmocka_unit_test(test_strings_and_lists),
         cmocka_unit_test(test_utf8),
