@@ -465,6 +465,7 @@ static const struct key_def keys[] = {
     {"relayhost", KT_STRING, F(relayhost), 0, 0, 0, NULL, 0},
     {"relayhost_auth_file", KT_PATH_OPT, F(relayhost_auth_file), 0, 0, 0, NULL, 0},
     {"transport_file", KT_PATH_OPT, F(transport_file), 0, 0, 0, NULL, 0},
+    {"dkim_key_dir", KT_PATH, F(dkim_key_dir), 0, 0, 0, "/etc/tern/dkim", 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1322,6 +1323,7 @@ void config_free(struct config *cfg)
     free(cfg->users_file);
     free(cfg->sender_login_maps);
     list_free(&cfg->dns_forwarders);
+    free(cfg->dkim_key_dir);
     free(cfg->outbound_tls_ca_file);
     free(cfg->dns_trust_anchor);
     free(cfg->relayhost);

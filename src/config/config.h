@@ -128,6 +128,8 @@ struct config {
     char *relayhost;           /* smarthost for all non-local mail ("[host]:port"); NULL: MX */
     char *relayhost_auth_file; /* "user password" for AUTH to the relayhost; NULL: no AUTH */
     char *transport_file;      /* per-domain routes; NULL: none */
+    /* DKIM (mailauth/dkimkey.h) */
+    char *dkim_key_dir; /* <dir>/<domain>/<selector>.key; default /etc/tern/dkim */
 };
 
 /* One parse error or warning, with where it was found. */
