@@ -268,6 +268,11 @@ struct dkim_ctx *dkim_ctx_new(char *err, size_t errlen)
     return ctx;
 }
 
+void dkim_ctx_set_time(struct dkim_ctx *ctx, uint64_t when)
+{
+    dkim_options(ctx->lib, DKIM_OP_SETOPT, DKIM_OPTS_FIXEDTIME, &when, sizeof when);
+}
+
 void dkim_ctx_free(struct dkim_ctx *ctx)
 {
     if (!ctx)

@@ -62,6 +62,9 @@ struct dkim_ctx;
 
 /* NULL with err when libopendkim cannot be set up. */
 struct dkim_ctx *dkim_ctx_new(char *err, size_t errlen);
+/* Sign with t= fixed at `when` (seconds since the epoch) instead of the
+   clock, for tests; 0 returns to the clock. Call before any signer exists. */
+void dkim_ctx_set_time(struct dkim_ctx *ctx, uint64_t when);
 /* After every signer and verifier made with it is freed. NULL does nothing. */
 void dkim_ctx_free(struct dkim_ctx *ctx);
 

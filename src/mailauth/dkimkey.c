@@ -323,7 +323,7 @@ static bool load_domain(struct dkim_keystore *ks, const char *dir, const char *d
             ok = false;
             continue;
         }
-        snprintf(k->domain, sizeof k->domain, "%s", domain);
+        memcpy(k->domain, domain, strlen(domain) + 1); /* checked: <= DKIM_NAME_MAX */
         ascii_lower(k->domain);
         memcpy(k->selector, selector, strlen(selector) + 1); /* checked: <= DKIM_SELECTOR_MAX */
         k->path = path;
