@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 #include <opendkim/dkim.h>
+#include <openssl/evp.h>
 
 /* Keys one signer signs with (every selector of a domain). */
 #define DKIM_SIGN_KEYS_MAX 8
@@ -92,6 +93,113 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/* ---------------------------------------------------------------------
+ * Memory: libopendkim 2.11's dkim_free() releases the private key it loaded
+ * for signing (an EVP_PKEY) and its signature buffer for RSA keys only; an
+ * ed25519-sha256 signing handle leaks both, a few hundred octets per message.
+ * So libopendkim allocates through mem_alloc/mem_free: each block carries a
+ * header naming its owner, the signing key whose handle the calling thread is
+ * driving (mem_current, set around every libopendkim call on a signing
+ * handle; libopendkim 2.11 passes no per-handle closure to the allocator), or
+ * none; a signing key keeps its live blocks in a list. When libopendkim frees its key structure
+ * (struct dkim_crypto: the EVP_PKEY at offset 24, the output length at 16, the output buffer at 56
+ * on LP64), mem_free notes both pointers; after dkim_free(), an output buffer still alive means
+ * this version leaked, and the signer frees it and the EVP_PKEY. A libopendkim that frees them
+ * itself leaves nothing to do.
+ */
+
+/* What libopendkim allocated for one signing handle. */
+struct mem_owner {
+    struct mem_block *blocks; /* live blocks */
+    void *crypto_pkey;        /* the EVP_PKEY of the key structure freed last */
+    void *crypto_out;         /* its output buffer */
+};
+
+/* The header of every block libopendkim gets (keeps 16-octet alignment). */
+struct mem_block {
+    struct mem_block *prev, *next; /* in owner->blocks */
+    struct mem_owner *owner;       /* NULL: not tracked */
+    size_t size;                   /* octets asked for */
+};
+
+#define DKIM_CRYPTO_SIZE 64 /* sizeof(struct dkim_crypto) of libopendkim 2.11, LP64 */
+
+/* The signing key whose handle this thread is driving, or NULL. */
+static _Thread_local struct mem_owner *mem_current;
+
+static void *mem_alloc(void *closure, size_t n)
+{
+    (void)closure;
+    struct mem_block *b = malloc(sizeof *b + n);
+    if (!b)
+        return NULL;
+    b->owner = mem_current;
+    b->size = n;
+    b->prev = NULL;
+    b->next = NULL;
+    if (b->owner) {
+        b->next = b->owner->blocks;
+        if (b->next)
+            b->next->prev = b;
+        b->owner->blocks = b;
+    }
+    return b + 1;
+}
+
+static bool mem_live(const struct mem_owner *o, const void *p, size_t size)
+{
+    for (const struct mem_block *b = o->blocks; b; b = b->next)
+        if ((const void *)(b + 1) == p && b->size == size)
+            return true;
+    return false;
+}
+
+static void mem_unlink(struct mem_block *b)
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else if (b->owner)
+        b->owner->blocks = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+}
+
+static void mem_free(void *closure, void *p)
+{
+    (void)closure;
+    if (!p)
+        return;
+    struct mem_block *b = (struct mem_block *)p - 1;
+    if (b->owner && sizeof(void *) == 8 && b->size == DKIM_CRYPTO_SIZE) {
+        const unsigned char *c = p;
+        size_t outlen;
+        void *pkey, *out;
+        memcpy(&outlen, c + 16, sizeof outlen);
+        memcpy(&pkey, c + 24, sizeof pkey);
+        memcpy(&out, c + 56, sizeof out);
+        if (pkey && out && mem_live(b->owner, out, outlen)) {
+            b->owner->crypto_pkey = pkey;
+            b->owner->crypto_out = out;
+        }
+    }
+    if (b->owner)
+        mem_unlink(b);
+    free(b);
+}
+
+/* After dkim_free(): release what libopendkim left behind. */
+static void mem_owner_release(struct mem_owner *o)
+{
+    if (o->crypto_out && mem_live(o, o->crypto_out, ((struct mem_block *)o->crypto_out - 1)->size))
+        EVP_PKEY_free(o->crypto_pkey);
+    while (o->blocks) {
+        struct mem_block *b = o->blocks;
+        mem_unlink(b);
+        free(b);
+    }
+    o->crypto_pkey = o->crypto_out = NULL;
 }
 
 /* ---------------------------------------------------------------------
@@ -240,7 +348,7 @@ static DKIM_CBSTAT on_prescreen(DKIM *dkim, DKIM_SIGINFO **sigs, int nsigs);
 
 struct dkim_ctx *dkim_ctx_new(char *err, size_t errlen)
 {
-    DKIM_LIB *lib = dkim_init(NULL, NULL);
+    DKIM_LIB *lib = dkim_init(mem_alloc, mem_free);
     if (!lib) {
         set_err(err, errlen, "libopendkim: dkim_init failed");
         return NULL;
@@ -308,8 +416,9 @@ const char *dkim_result_name(enum dkim_result r)
 
 /* One signature being made. */
 struct sign_key {
-    DKIM *dkim; /* libopendkim's signing handle */
-    char *pem;  /* copy of the private key (wiped at free) */
+    DKIM *dkim;           /* libopendkim's signing handle */
+    struct mem_owner mem; /* what libopendkim allocated for it */
+    char *pem;            /* copy of the private key (wiped at free) */
     char selector[DKIM_SELECTOR_MAX + 1];
 };
 
@@ -338,7 +447,9 @@ static void signer_on_field(void *arg, const char *field, size_t len)
 {
     struct dkim_signer *s = arg;
     for (size_t i = 0; i < s->n && !s->failed; i++) {
+        mem_current = &s->k[i].mem;
         DKIM_STAT st = dkim_header(s->k[i].dkim, (u_char *)field, len);
+        mem_current = NULL;
         if (st != DKIM_STAT_OK)
             signer_fail(s, "header field", s->k[i].dkim, st);
     }
@@ -354,7 +465,9 @@ static void signer_on_eoh(void *arg)
                 DKIM_FIELD_MAX);
     }
     for (size_t i = 0; i < s->n && !s->failed; i++) {
+        mem_current = &s->k[i].mem;
         DKIM_STAT st = dkim_eoh(s->k[i].dkim);
+        mem_current = NULL;
         if (st != DKIM_STAT_OK)
             signer_fail(s, "header section", s->k[i].dkim, st);
     }
@@ -364,7 +477,9 @@ static void signer_on_body(void *arg, const char *data, size_t len)
 {
     struct dkim_signer *s = arg;
     for (size_t i = 0; i < s->n && !s->failed; i++) {
+        mem_current = &s->k[i].mem;
         DKIM_STAT st = dkim_body(s->k[i].dkim, (u_char *)data, len);
+        mem_current = NULL;
         if (st != DKIM_STAT_OK)
             signer_fail(s, "body", s->k[i].dkim, st);
     }
@@ -430,16 +545,15 @@ int dkim_signer_finish(struct dkim_signer *s, struct buf *out, char *err, size_t
     buf_init(&fields, (size_t)DKIM_SIGN_KEYS_MAX * 8192);
     for (size_t i = 0; i < s->n && !s->failed; i++) {
         DKIM *d = s->k[i].dkim;
+        mem_current = &s->k[i].mem;
         DKIM_STAT st = dkim_eom(d, NULL);
-        if (st != DKIM_STAT_OK) {
-            signer_fail(s, "signing", d, st);
-            break;
-        }
         u_char *value = NULL;
         size_t vlen = 0;
-        st = dkim_getsighdr_d(d, strlen("DKIM-Signature: "), &value, &vlen);
+        if (st == DKIM_STAT_OK)
+            st = dkim_getsighdr_d(d, strlen("DKIM-Signature: "), &value, &vlen);
+        mem_current = NULL;
         if (st != DKIM_STAT_OK) {
-            signer_fail(s, "signature header", d, st);
+            signer_fail(s, "signing", d, st);
             break;
         }
         if (dkim_sighdr_crlf((const char *)value, vlen, &fields) < 0) {
@@ -464,8 +578,11 @@ void dkim_signer_free(struct dkim_signer *s)
     if (!s)
         return;
     for (size_t i = 0; i < s->n; i++) {
+        mem_current = &s->k[i].mem;
         if (s->k[i].dkim)
             dkim_free(s->k[i].dkim);
+        mem_current = NULL;
+        mem_owner_release(&s->k[i].mem);
         if (s->k[i].pem) {
             explicit_bzero(s->k[i].pem, strlen(s->k[i].pem));
             free(s->k[i].pem);
