@@ -88,6 +88,8 @@ static void usage(FILE *f)
           "       tern user add|passwd|del|list ...   edit or list the user store\n"
           "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
           "       tern spf [-c FILE] [--helo NAME] IP SENDER   the SPF result for a sender\n"
+          "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
+          "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
           "       tern version\n",
           f);
 }
@@ -450,6 +452,10 @@ int main(int argc, char **argv)
         return cli_resolve(argc - 1, argv + 1);
     if (strcmp(cmd, "spf") == 0)
         return cli_spf(argc - 1, argv + 1);
+    if (strcmp(cmd, "dkim") == 0)
+        return cli_dkim(argc - 1, argv + 1);
+    if (strcmp(cmd, "dns") == 0)
+        return cli_dns(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

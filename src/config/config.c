@@ -476,6 +476,7 @@ static const struct key_def keys[] = {
     {"spf_verify", KT_BOOL, F(spf_verify), 1, 0, 0, NULL, 0},
     {"spf_fail_action", KT_SPFACTION, F(spf_fail_action), CONFIG_SPF_FAIL_RECORD, 0, 0, NULL, 0},
     {"spf_timeout", KT_TIME, F(spf_timeout), 20, 1, 600, NULL, 0},
+    {"dkim_key_dir", KT_PATH, F(dkim_key_dir), 0, 0, 0, "/etc/tern/dkim", 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1341,6 +1342,7 @@ void config_free(struct config *cfg)
     free(cfg->users_file);
     free(cfg->sender_login_maps);
     list_free(&cfg->dns_forwarders);
+    free(cfg->dkim_key_dir);
     free(cfg->outbound_tls_ca_file);
     free(cfg->dns_trust_anchor);
     free(cfg->relayhost);

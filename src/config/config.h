@@ -147,6 +147,8 @@ struct config {
     bool spf_verify;      /* check the HELO and MAIL FROM identities; default yes */
     int spf_fail_action;  /* enum config_spf_fail_action; default record */
     uint32_t spf_timeout; /* seconds for one whole check; default 20 (§4.6.4) */
+    /* DKIM (mailauth/dkimkey.h) */
+    char *dkim_key_dir; /* <dir>/<domain>/<selector>.key; default /etc/tern/dkim */
 };
 
 /* One parse error or warning, with where it was found. */

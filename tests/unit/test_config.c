@@ -97,6 +97,7 @@ static void test_defaults(void **state)
     assert_null(c->aliases_file);
     assert_string_equal(c->maildir_root, "var/mail");
     assert_string_equal(c->spool_dir, "var/spool");
+    assert_string_equal(c->dkim_key_dir, "/etc/tern/dkim");
     assert_int_equal(c->ntrusted, 0);
     assert_int_equal(c->bare_newline, SMTP_NEWLINE_REJECT);
     assert_true(c->message_size_limit == 50 * MIB);
@@ -462,7 +463,8 @@ static void test_strings_and_lists(void **state)
                              "mailboxes = Demo@EXAMPLE.test,demo@example.test, a.b+c@other.test\n"
                              "aliases_file = /etc/tern/aliases\n"
                              "maildir_root = /srv/mail\n"
-                             "spool_dir = /srv/sp#ool\n",
+                             "spool_dir = /srv/sp#ool\n"
+                             "dkim_key_dir = /srv/dkim-keys\n",
                              &d);
     if (!c)
         dump_diags(&d);
@@ -479,6 +481,7 @@ static void test_strings_and_lists(void **state)
     assert_string_equal(c->aliases_file, "/etc/tern/aliases");
     assert_string_equal(c->maildir_root, "/srv/mail");
     assert_string_equal(c->spool_dir, "/srv/sp#ool");
+    assert_string_equal(c->dkim_key_dir, "/srv/dkim-keys");
     config_free(c);
 
     /* Empty values: lists empty, scalars default. */
@@ -840,6 +843,7 @@ static void test_example_config(void **state)
     assert_string_equal(c->aliases_file, "examples/aliases");
     assert_string_equal(c->spool_dir, "var/spool");
     assert_string_equal(c->maildir_root, "var/mail");
+    assert_string_equal(c->dkim_key_dir, "var/dkim");
     assert_int_equal(c->ntrusted, 0);
     assert_true(c->message_size_limit == 50 * MIB);
     assert_int_equal(c->max_recipients, 1000);
