@@ -87,6 +87,7 @@ static void usage(FILE *f)
           "       tern cert selfsigned [-c FILE] [--force]   write a self-signed TLS pair\n"
           "       tern user add|passwd|del|list ...   edit or list the user store\n"
           "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
+          "       tern dmarc [-c FILE] --from DOMAIN [--spf R:D] [--dkim R:D]...   check DMARC\n"
           "       tern version\n",
           f);
 }
@@ -447,6 +448,8 @@ int main(int argc, char **argv)
         return cli_user(argc - 1, argv + 1);
     if (strcmp(cmd, "resolve") == 0)
         return cli_resolve(argc - 1, argv + 1);
+    if (strcmp(cmd, "dmarc") == 0)
+        return cli_dmarc(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

@@ -35,4 +35,11 @@ int cli_user(int argc, char **argv);
    configuration, 2 bad usage, 75 temporary failure. */
 int cli_resolve(int argc, char **argv);
 
+/* `tern dmarc [-c FILE] --from DOMAIN [--spf RESULT:DOMAIN] [--dkim
+   RESULT:DOMAIN[:SELECTOR]]... [--pct-roll N] [--report [--ip ADDR]]`: DMARC
+   discovery and evaluation for a From domain and SPF/DKIM results (see
+   dmarc.c). Exit status 0 evaluated, 75 temperror, 1 bad configuration, 2
+   bad usage. */
+int cli_dmarc(int argc, char **argv);
+
 #endif
