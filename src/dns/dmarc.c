@@ -459,7 +459,10 @@ const char *dmarc_policy_name(enum dmarc_policy p)
    DNS name. */
 static bool domain_copy(const char *in, char out[DNS_NAME_MAX + 1])
 {
-    return in && in[0] && dns_query_name_normalize(in, out);
+    if (!in || !in[0] || !dns_query_name_normalize(in, out))
+        return false;
+    size_t n = strlen(out);
+    return n > 0 && out[n - 1] != '.'; /* no empty last label ("example.org..") */
 }
 
 bool dmarc_aligned(const char *auth, const char *from, enum dmarc_align mode,

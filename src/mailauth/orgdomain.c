@@ -92,8 +92,9 @@ bool orgdomain_normalize(const char *in, char out[DNS_NAME_MAX + 1])
     char tmp[DNS_NAME_MAX + 1];
     bool ok = dns_query_name_normalize(in, tmp);
     idn2_free(converted);
-    if (!ok)
-        return false;
+    size_t n = ok ? strlen(tmp) : 0;
+    if (!ok || n == 0 || tmp[n - 1] == '.')
+        return false; /* an empty last label ("example.org..") */
     /* letters, digits, hyphens and underscores only */
     for (const char *p = tmp; *p; p++) {
         unsigned char c = (unsigned char)*p;

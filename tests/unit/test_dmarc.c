@@ -396,6 +396,7 @@ static void test_alignment_table(void **state)
         {NULL, "example.org", false, false},
         {"example.org", "", false, false},
         {"a..example.org", "example.org", false, false},
+        {"example.org..", "example.org", false, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bool r = dmarc_aligned(cases[i].auth, cases[i].from, DMARC_ALIGN_RELAXED, fake_org, NULL);
