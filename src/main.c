@@ -90,6 +90,7 @@ static void usage(FILE *f)
           "       tern spf [-c FILE] [--helo NAME] IP SENDER   the SPF result for a sender\n"
           "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
           "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
+          "       tern dmarc [-c FILE] --from DOMAIN [--spf R:D] [--dkim R:D]...   check DMARC\n"
           "       tern version\n",
           f);
 }
@@ -456,6 +457,8 @@ int main(int argc, char **argv)
         return cli_dkim(argc - 1, argv + 1);
     if (strcmp(cmd, "dns") == 0)
         return cli_dns(argc - 1, argv + 1);
+    if (strcmp(cmd, "dmarc") == 0)
+        return cli_dmarc(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

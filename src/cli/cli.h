@@ -48,5 +48,11 @@ int cli_dkim(int argc, char **argv);
    or with --check how DNS compares. Exit status 0 ok, 1 missing or
    different records or an error, 2 bad usage, 75 temporary DNS failure. */
 int cli_dns(int argc, char **argv);
+/* `tern dmarc [-c FILE] --from DOMAIN [--spf RESULT:DOMAIN] [--dkim
+   RESULT:DOMAIN[:SELECTOR]]... [--pct-roll N] [--report [--ip ADDR]]`: DMARC
+   discovery and evaluation for a From domain and SPF/DKIM results (see
+   dmarc.c). Exit status 0 evaluated, 75 temperror, 1 bad configuration, 2
+   bad usage. */
+int cli_dmarc(int argc, char **argv);
 
 #endif

@@ -868,6 +868,73 @@ static void test_example_config(void **state)
     free(text);
 }
 
+/* DMARC and Authentication-Results keys: defaults, values, errors. */
+static void test_dmarc_keys(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse(base, &d);
+    assert_non_null(c);
+    assert_true(c->dmarc_verify);
+    assert_int_equal(c->dmarc_reject_action, CONFIG_DMARC_REJECT);
+    assert_string_equal(c->dmarc_quarantine_header, "X-Tern-Quarantine");
+    assert_null(c->dmarc_report_dir);
+    assert_null(c->authserv_id); /* no hostname either: config_load fills both */
+    config_free(c);
+
+    char *text = cat(base, "hostname = mx.example.test\n"
+                           "dmarc_verify = no\n"
+                           "dmarc_reject_action = Quarantine\n"
+                           "dmarc_quarantine_header = X-Spam-Flag\n"
+                           "dmarc_report_dir = /var/lib/tern/dmarc");
+    c = parse(text, &d);
+    free(text);
+    assert_non_null(c);
+    assert_false(c->dmarc_verify);
+    assert_int_equal(c->dmarc_reject_action, CONFIG_DMARC_QUARANTINE);
+    assert_string_equal(c->dmarc_quarantine_header, "X-Spam-Flag");
+    assert_string_equal(c->dmarc_report_dir, "/var/lib/tern/dmarc");
+    assert_string_equal(c->authserv_id, "mx.example.test"); /* the hostname */
+    config_free(c);
+
+    text = cat(base, "hostname = mx.example.test\n"
+                     "authserv_id = example.test\n"
+                     "dmarc_reject_action = record\n"
+                     "dmarc_quarantine_header =\n"
+                     "dmarc_report_dir =");
+    c = parse(text, &d);
+    free(text);
+    assert_non_null(c);
+    assert_string_equal(c->authserv_id, "example.test");
+    assert_int_equal(c->dmarc_reject_action, CONFIG_DMARC_RECORD);
+    assert_string_equal(c->dmarc_quarantine_header, "X-Tern-Quarantine");
+    assert_null(c->dmarc_report_dir);
+    config_free(c);
+
+    static const struct {
+        const char *line, *msg;
+    } bad[] = {
+        {"dmarc_verify = maybe", "dmarc_verify: \"maybe\" is not one of yes, no"},
+        {"dmarc_reject_action = drop", "is not one of reject, quarantine, record"},
+        {"dmarc_quarantine_header = X-Tern:Quarantine", "is not a header field name"},
+        {"dmarc_quarantine_header = X-Tern-Quarantine yes", "takes one value"},
+        {"dmarc_quarantine_header = "
+         "X-An-Extremely-Long-Header-Field-Name-That-Is-Much-Too-Long-To-Be-Reasonable-Here",
+         "is not a header field name"},
+        {"authserv_id = not_a_domain!", "is not a domain name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        text = cat(base, bad[i].line);
+        c = parse(text, &d);
+        if (c || !has_diag(&d, BASE_LINES + 1, bad[i].msg)) {
+            dump_diags(&d);
+            fail_msg("\"%s\": want an error containing '%s'", bad[i].line, bad[i].msg);
+        }
+        config_diags_free(&d);
+        free(text);
+    }
+}
+
 static void test_load(void **state)
 {
     (void)state;
@@ -878,6 +945,7 @@ static void test_load(void **state)
     assert_non_null(c);
     assert_int_equal(d.n, 0);
     assert_string_equal(c->hostname, "mail.example.test");
+    assert_string_equal(c->authserv_id, "mail.example.test");
     config_free(c);
 
     /* Without hostname, config_load asks the system. */
@@ -893,6 +961,7 @@ static void test_load(void **state)
     name[sizeof name - 1] = '\0';
     if (c) {
         assert_string_equal(c->hostname, name);
+        assert_string_equal(c->authserv_id, name);
     } else {
         /* a system name that is not a domain name is reported */
         assert_int_equal(d.n, 1);
@@ -929,6 +998,7 @@ int main(void)
         cmocka_unit_test(test_trusted_networks),
         cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_dmarc_keys),
         cmocka_unit_test(test_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
