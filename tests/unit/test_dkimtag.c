@@ -50,7 +50,7 @@ static void test_taglist(void **state)
         struct dkim_taglist tl;
         char err[128] = "";
         int rc = dkim_taglist_parse(cases[i].text, strlen(cases[i].text), &tl, err, sizeof err);
-        print_message("# %zu: \"%s\" -> %d %s\n", i, cases[i].text, rc, err);
+        print_message("# %zu: %d %s\n", i, rc, err);
         assert_int_equal(rc, cases[i].rc);
         if (rc < 0) {
             assert_non_null(strstr(err, cases[i].expect));
@@ -180,7 +180,6 @@ static void test_sig_parse(void **state)
              "ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd",
              "ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
     assert_int_equal(dkim_sig_parse(longname, strlen(longname), &t, err, sizeof err), -1);
-    print_message("# %s: %s\n", longname, err);
     assert_non_null(strstr(err, "longer than 253"));
 }
 
