@@ -478,6 +478,8 @@ static const struct key_def keys[] = {
     {"spf_verify", KT_BOOL, F(spf_verify), 1, 0, 0, NULL, 0},
     {"spf_fail_action", KT_SPFACTION, F(spf_fail_action), CONFIG_SPF_FAIL_RECORD, 0, 0, NULL, 0},
     {"spf_timeout", KT_TIME, F(spf_timeout), 20, 1, 600, NULL, 0},
+    {"dkim_sign", KT_BOOL, F(dkim_sign), 1, 0, 0, NULL, 0},
+    {"dkim_verify", KT_BOOL, F(dkim_verify), 1, 0, 0, NULL, 0},
     {"dkim_key_dir", KT_PATH, F(dkim_key_dir), 0, 0, 0, "/etc/tern/dkim", 0},
     /* DMARC and Authentication-Results */
     {"dmarc_verify", KT_BOOL, F(dmarc_verify), 1, 0, 0, NULL, 0},

@@ -157,6 +157,8 @@ struct config {
     uint32_t spf_timeout; /* seconds for one whole check; default 20 (§4.6.4) */
     /* DKIM (mailauth/dkimkey.h) */
     char *dkim_key_dir; /* <dir>/<domain>/<selector>.key; default /etc/tern/dkim */
+    bool dkim_sign;     /* sign mail of authenticated users and trusted networks; yes */
+    bool dkim_verify;   /* verify signatures of mail received on mx listeners; yes */
     /* DMARC and Authentication-Results (docs/dmarc.md) */
     bool dmarc_verify;             /* evaluate DMARC on mx listeners; default yes */
     int dmarc_reject_action;       /* enum config_dmarc_action; default reject */

@@ -39,6 +39,7 @@
 #include "core/util.h"
 #include "event/event.h"
 #include "sched/sched.h"
+#include "server/msgauth.h"
 #include "server/policy.h"
 #include "server/ratelimit.h"
 #include "smtp/header.h"
@@ -78,10 +79,12 @@ enum session_state {
     SESSION_CLOSING,   /* last reply sent; output flushing, then close */
     SESSION_AUTH,      /* reading a SASL response line after a 334 */
     SESSION_AUTH_WAIT, /* a password check runs, or a failed AUTH's reply is delayed */
+    SESSION_CHECK,     /* reading paused: mail authentication runs (SPF before the reply
+                          to MAIL, or the end-of-data checks and signatures) */
 };
 
-static const char *const state_names[] = {"cmd",    "skip",    "data", "bdat",
-                                          "commit", "closing", "auth", "auth_wait"};
+static const char *const state_names[] = {"cmd",     "skip", "data",      "bdat", "commit",
+                                          "closing", "auth", "auth_wait", "check"};
 
 /* One accepted recipient of the transaction (after alias expansion). */
 struct tx_rcpt {
@@ -113,6 +116,8 @@ struct tx {
     struct smtp_hdr_scan *hdr; /* header scanner (every message, while content arrives) */
     bool hdr_handled;          /* tx_header_done ran */
     bool hdr_spilled;          /* the header section outgrew HEADER_HOLD_MAX */
+    struct msgauth *auth;      /* SPF, DKIM, DMARC checks or DKIM signing */
+    bool mail_waits;           /* SESSION_CHECK: the reply to MAIL waits for SPF */
     uint8_t last_octet;        /* last content octet appended (msa: is a line open?) */
 };
 
@@ -165,6 +170,8 @@ static uint8_t feed_out[2 * FEED_SIZE + 2];
 
 static void session_process(struct session *s);
 static void session_resume(struct session *s);
+static void session_on_auth(void *arg);
+static void mail_reply(struct session *s);
 static void session_free(struct session *s);
 
 /* ---- state, replies, closing ---------------------------------------------- */
@@ -231,6 +238,7 @@ static void tx_reset(struct session *s)
     free(t->sender);
     free(t->first_rcpt);
     free(t->hdr);
+    msgauth_free(t->auth);
     buf_free(&t->pending);
     memset(t, 0, sizeof *t);
 }
@@ -245,6 +253,8 @@ static const struct smtp_status st_io_error = {451, "4.3.0",
 static void tx_flush_pending(struct session *s)
 {
     struct tx *t = &s->tx;
+    if (t->auth)
+        msgauth_stored(t->auth, t->pending.data, t->pending.len);
     int r = spool_append(s->env->deps->spool, t->qid, t->pending.data, t->pending.len);
     if (r < 0)
         t->spool_error = -r;
@@ -283,6 +293,15 @@ static void tx_header_done(struct session *s)
     if (t->hdr_handled)
         return;
     t->hdr_handled = true;
+    if (t->auth && !t->too_big && !t->spool_error) {
+        /* a spilled section starts in written content: nothing to edit */
+        size_t len = t->hdr_spilled ? 0 : t->pending.len;
+        size_t n = msgauth_header_done(t->auth, t->hdr, (uint8_t *)t->pending.data, len);
+        if (n < len) {
+            t->pending.len = n;
+            t->pending.data[n] = '\0';
+        }
+    }
     if (t->pending.len >= APPEND_SIZE && !t->too_big && !t->spool_error)
         tx_flush_pending(s);
 }
@@ -345,6 +364,8 @@ static void tx_content(struct session *s, const uint8_t *p, size_t n, bool from_
 {
     struct tx *t = &s->tx;
     if (from_client) {
+        if (t->auth && !t->too_big)
+            msgauth_received(t->auth, p, n);
         t->content += n;
         if (t->content > s->cfg->message_size_limit)
             t->too_big = true;
@@ -402,6 +423,8 @@ static void tx_begin_content(struct session *s, bool bdat)
     t->msa = s->auth_user != NULL;
     t->hdr = xmalloc(sizeof *t->hdr);
     smtp_hdr_init(t->hdr);
+    if (t->auth)
+        msgauth_content_begin(t->auth, t->qid);
 
     char date[64], tls[160] = "";
     rfc5322_date(now_real_us() / 1000000, date, sizeof date);
@@ -452,6 +475,7 @@ static const struct smtp_status *msa_check_from(struct session *s, char *who, si
 }
 
 static void session_committed(void *arg, spool_id id, int error);
+static void tx_commit(struct session *s);
 
 /* End of the message content (CRLF.CRLF or BDAT LAST): check it, commit it. */
 static void tx_end_content(struct session *s)
@@ -472,6 +496,14 @@ static void tx_end_content(struct session *s)
         tx_flush_pending(s);
     if (!st && t->spool_error)
         st = t->spool_error == ENOSPC ? &st_no_space : &st_io_error;
+    if (!st && t->auth) {
+        msgauth_finish(t->auth, t->hdr);
+        if (!msgauth_done(t->auth)) {
+            t->mail_waits = false;
+            session_set_state(s, SESSION_CHECK);
+            return; /* session_on_auth goes on */
+        }
+    }
     if (st) {
         if (from_addr[0])
             log_info("sid=%s event=reject client=%s cmd=%s user=%s header_from=<%s> "
@@ -485,7 +517,23 @@ static void tx_end_content(struct session *s)
         session_set_state(s, SESSION_CMD);
         return;
     }
+    tx_commit(s);
+}
 
+/* The content is complete and checked: refuse it if mail authentication
+   says so, else commit it with the header fields it adds. */
+static void tx_commit(struct session *s)
+{
+    struct tx *t = &s->tx;
+    const struct smtp_status *st = NULL;
+    char text[400];
+    if (t->auth && (st = msgauth_refusal(t->auth, text, sizeof text)) != NULL) {
+        log_reject(s, t->bdat ? "BDAT" : "DATA", st);
+        reply_status(s, st);
+        tx_reset(s);
+        session_set_state(s, SESSION_CMD);
+        return;
+    }
     struct spool_envelope env = {0};
     env.sender = t->sender;
     env.envid = t->mp.has_envid ? t->mp.envid : NULL;
@@ -496,6 +544,7 @@ static void tx_end_content(struct session *s)
     env.client_addr = s->client;
     env.listener = (char *)config_role_name(s->role);
     env.auth_user = s->auth_user;
+    env.prefix = t->auth ? (char *)msgauth_prefix(t->auth) : NULL;
     env.arrival = now_real_us() / 1000000;
     env.size = t->stored;
     env.nrcpt = t->nrcpt;
@@ -723,7 +772,63 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
     s->tx.active = true;
     s->tx.sender = xstrdup(path.addr);
     s->tx.mp = mp;
+    enum msgauth_mode mode = s->auth_user || s->trusted ? MSGAUTH_SIGN
+                             : s->role == ROLE_MX       ? MSGAUTH_VERIFY
+                                                        : MSGAUTH_NONE;
+    const struct msgauth_ctx *mctx = s->env->deps->mailauth;
+    if (mctx && mode != MSGAUTH_NONE) {
+        struct msgauth_params mpar = {s->id, s->client, s->helo, path.addr};
+        s->tx.auth = msgauth_new(mctx, s->cfg, mode, &mpar, session_on_auth, s);
+        if (s->cfg->spf_fail_action == CONFIG_SPF_FAIL_REJECT && msgauth_spf_pending(s->tx.auth)) {
+            /* the reply waits for SPF (session_on_auth) */
+            s->tx.mail_waits = true;
+            session_set_state(s, SESSION_CHECK);
+            return;
+        }
+    }
+    mail_reply(s);
+}
+
+/* The reply to an accepted MAIL: 250, or 550 5.7.23 when SPF failed and
+   spf_fail_action = reject (RFC 7372 §3.2). */
+static void mail_reply(struct session *s)
+{
+    char text[400];
+    const struct smtp_status *st =
+        s->tx.auth ? msgauth_spf_refusal(s->tx.auth, text, sizeof text) : NULL;
+    if (st) {
+        log_info("sid=%s event=reject client=%s cmd=MAIL from=<%s> reply=\"%d %s %s\"", s->id,
+                 s->client, s->tx.sender, st->code, st->enh, st->text);
+        reply_status(s, st);
+        tx_reset(s);
+        return;
+    }
     reply(s, 250, "2.1.0", "Ok");
+}
+
+/* Mail authentication made progress (from the event loop): go on where the
+   session waits for it. */
+static void session_on_auth(void *arg)
+{
+    struct session *s = arg;
+    struct tx *t = &s->tx;
+    if (s->state != SESSION_CHECK || !t->auth)
+        return;
+    if (t->mail_waits) {
+        if (msgauth_spf_pending(t->auth))
+            return;
+        t->mail_waits = false;
+        session_set_state(s, SESSION_CMD);
+        mail_reply(s);
+        session_resume(s);
+        return;
+    }
+    if (!msgauth_done(t->auth))
+        return;
+    session_set_state(s, SESSION_CMD);
+    tx_commit(s);
+    if (s->state == SESSION_CMD)
+        session_resume(s);
 }
 
 /* Record a delivery address unless the transaction already has it. */
@@ -1367,6 +1472,7 @@ static void session_process(struct session *s)
         case SESSION_COMMIT:
         case SESSION_CLOSING:
         case SESSION_AUTH_WAIT:
+        case SESSION_CHECK:
             return;
         }
     }
@@ -1406,7 +1512,7 @@ static void on_close(void *arg)
 static void on_timeout(void *arg)
 {
     struct session *s = arg;
-    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT) {
+    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT || s->state == SESSION_CHECK) {
         /* The client is waiting for us, not idle: reading resumes after the step. */
         s->read_stopped = true;
         return;
@@ -1419,7 +1525,7 @@ static void on_timeout(void *arg)
 static void on_lifetime(void *arg)
 {
     struct session *s = arg;
-    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT) {
+    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT || s->state == SESSION_CHECK) {
         s->expired = true; /* closed once the step has its reply */
         return;
     }
