@@ -524,14 +524,18 @@ enum dmarc_from dmarc_from_domain(size_t nfields, const char *value, size_t len,
         return DMARC_FROM_NO_ADDRESS;
     for (int i = 0; i < n; i++) {
         const char *at = strrchr(list[i], '@');
-        if (!at)
+        if (!at) {
+            domain[0] = '\0';
             return DMARC_FROM_NO_ADDRESS;
+        }
         const char *d = at + 1;
         size_t dlen = strlen(d);
         if (dlen > 0 && d[dlen - 1] == '.')
             dlen--;
-        if (dlen == 0 || d[0] == '[' || !from_domain_valid(d, dlen))
+        if (dlen == 0 || d[0] == '[' || !from_domain_valid(d, dlen)) {
+            domain[0] = '\0';
             return DMARC_FROM_BAD_DOMAIN;
+        }
         char this[DNS_NAME_MAX + 1];
         for (size_t k = 0; k < dlen; k++)
             this[k] = lower(d[k]);

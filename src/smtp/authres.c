@@ -546,8 +546,9 @@ static bool read_number(struct cur *c, unsigned long *out)
 /* authserv-id [CFWS authres-version]: leaves the cursor after them. */
 static bool read_id(struct cur *c, struct authres_parsed *out)
 {
-    if (!skip_cfws(c) || !read_value(c, out->authserv_id, AUTHRES_VALUE_MAX))
-        return false;
+    if (!skip_cfws(c) || !read_value(c, out->authserv_id, AUTHRES_VALUE_MAX) ||
+        !out->authserv_id[0])
+        return false; /* an empty quoted-string is no authserv-id */
     if (!skip_cfws(c))
         return false;
     if (is_digit(peek(c))) {

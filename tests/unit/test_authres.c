@@ -295,6 +295,7 @@ static void test_parse_table(void **state)
         {"   ", AUTHRES_PARSE_MALFORMED, "", 1, 0, false},
         {"; spf=pass", AUTHRES_PARSE_MALFORMED, "", 1, 0, false},
         {"\"unterminated; none", AUTHRES_PARSE_MALFORMED, "", 1, 0, false},
+        {"\"\"; none", AUTHRES_PARSE_MALFORMED, "", 1, 0, false},
         {"mx.example.net 1234567890; none", AUTHRES_PARSE_MALFORMED, "mx.example.net", 1, 0, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -336,6 +336,7 @@ static void test_from_domain(void **state)
         {1, "a@x.org", true, DMARC_FROM_NO_ADDRESS, ""},
         {1, "a@[192.0.2.1]", false, DMARC_FROM_BAD_DOMAIN, ""},
         {1, "a@x_y.org", false, DMARC_FROM_BAD_DOMAIN, ""},
+        {1, "a@x.org, b@[192.0.2.1]", false, DMARC_FROM_BAD_DOMAIN, ""},
         {1,
          "a@b\xc3\xbc"
          "cher.example",
