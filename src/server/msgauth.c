@@ -67,6 +67,11 @@ struct msgauth {
     bool spf_ran;              /* a check was started */
     bool spf_over;             /* and it ended */
     struct spf_result spf_res; /* its result, once over */
+    /* SPF of the HELO name (RFC 7208 §2.3), for a non-null sender (for the
+       null sender the MAIL FROM check is the HELO check) */
+    struct spf_check *spf_helo;
+    bool helo_ran, helo_over;
+    struct spf_result helo_res;
     /* DKIM verification */
     struct dkim_verifier *ver;
     bool ver_over;
@@ -156,6 +161,18 @@ static void on_spf(void *arg, const struct spf_result *res)
         advance(m);
     else
         notify(m); /* a MAIL command may be waiting */
+}
+
+static void on_spf_helo(void *arg, const struct spf_result *res)
+{
+    struct msgauth *m = arg;
+    m->spf_helo = NULL;
+    m->helo_over = true;
+    m->helo_res = *res;
+    log_info("sid=%s event=spf identity=%s domain=%s result=%s mechanism=\"%s\" reason=\"%s\"",
+             m->sid, spf_identity_name(res->identity), res->domain[0] ? res->domain : "-",
+             spf_result_name(res->result), res->mechanism, res->reason);
+    advance(m);
 }
 
 static void on_verified(void *arg, const struct dkim_results *res)
@@ -255,7 +272,7 @@ static void sign_done(void *arg)
 
 static void add_authres(struct msgauth *m)
 {
-    struct authres_result r[2 + DKIM_VERIFY_MAX];
+    struct authres_result r[3 + DKIM_VERIFY_MAX];
     size_t n = 0;
     memset(r, 0, sizeof r);
     if (m->spf_over) {
@@ -266,6 +283,12 @@ static void add_authres(struct msgauth *m)
             x->props[x->nprops++] = (struct authres_prop){"smtp", "mailfrom", m->sender};
         else if (m->helo[0])
             x->props[x->nprops++] = (struct authres_prop){"smtp", "helo", m->helo};
+    }
+    if (m->helo_over && m->helo[0]) {
+        struct authres_result *x = &r[n++];
+        x->method = "spf";
+        x->result = spf_result_name(m->helo_res.result);
+        x->props[x->nprops++] = (struct authres_prop){"smtp", "helo", m->helo};
     }
     if (m->ver_over) {
         if (m->dres.n == 0) {
@@ -351,7 +374,7 @@ static void advance(struct msgauth *m)
     if (!m->finishing || m->done)
         return;
     if (m->mode == MSGAUTH_VERIFY) {
-        if (m->spf_ran && !m->spf_over)
+        if ((m->spf_ran && !m->spf_over) || (m->helo_ran && !m->helo_over))
             return;
         if (m->ver && !m->ver_over)
             return;
@@ -401,6 +424,11 @@ struct msgauth *msgauth_new(const struct msgauth_ctx *ctx, const struct config *
         m->in_call = true;
         m->spf_ran = true;
         m->spf = spf_check_start(ctx->dns, &req, on_spf, m);
+        if (m->sender[0] && m->helo[0]) {
+            req.identity = SPF_IDENTITY_HELO;
+            m->helo_ran = true;
+            m->spf_helo = spf_check_start(ctx->dns, &req, on_spf_helo, m);
+        }
         m->in_call = false;
     }
     return m;
@@ -411,6 +439,7 @@ void msgauth_free(struct msgauth *m)
     if (!m)
         return;
     spf_check_cancel(m->spf);
+    spf_check_cancel(m->spf_helo);
     dkim_verifier_free(m->ver);
     dmarc_check_cancel(m->dq);
     dkim_signer_free(m->signer);

@@ -150,6 +150,8 @@ def test_dkim_signed_spf_pass_dmarc_pass(lab, tern):
     ar = ars[0]
     assert ar.startswith(AUTHSERV + ";"), ar
     assert re.search(r"\bspf=pass smtp\.mailfrom=alice@sender\.test\b", ar), ar
+    # the HELO name is checked too (RFC 7208 §2.3): it publishes nothing
+    assert re.search(r"\bspf=none smtp\.helo=client\.sender\.test\b", ar), ar
     assert re.search(r"\bdkim=pass header\.d=sender\.test header\.s=sel header\.a=rsa-sha256 "
                      r"header\.b=\S+", ar), ar
     assert re.search(r"\bdmarc=pass header\.from=sender\.test \(p=reject dis=none\)", ar), ar
@@ -259,10 +261,16 @@ def test_spf_fail_rejects_mail_when_configured(lab, tern):
 def test_spf_dns_failure_is_temperror_and_accepted(lab, tern):
     srv = tern(lab.overrides())
     token = new_token("temp")
-    expect(deliver(srv, "eve@broken.test", message("eve@broken.test", token)), 250)
+    lab.zone["mx.sender.test"] = [("TXT", "v=spf1 a:mx.sender.test -all"), ("A", "127.0.0.1")]
+    lab.dns.set_records(lab.zone)
+    c = SMTPClient(srv.mx_port)
+    c.ehlo("mx.sender.test")
+    expect(c.send_message("eve@broken.test", [RCPT], message("eve@broken.test", token)), 250)
+    c.quit()
     srv.wait_token(token)
     ar = authres(srv.find_token(token)[0][1])[0]
     assert "spf=temperror smtp.mailfrom=eve@broken.test" in ar, ar
+    assert "spf=pass smtp.helo=mx.sender.test" in ar, ar
     assert "dmarc=temperror" in ar, ar
 
 
