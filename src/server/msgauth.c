@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Header fields this module adds, in all. */
 #define PREFIX_MAX (64 * 1024)
@@ -496,12 +497,19 @@ void msgauth_received(struct msgauth *m, const void *p, size_t n)
     }
 }
 
+/* In the header section of mail from outside: fields that claim to come from
+   us (RFC 8601 §5): Authentication-Results with our authserv-id, and the
+   quarantine mark. */
 static bool drop_ours(void *arg, const char *name, size_t namelen, const char *value,
                       size_t valuelen)
 {
+    const struct msgauth *m = arg;
     static const char ar[] = "Authentication-Results";
+    const char *q = m->cfg->dmarc_quarantine_header;
+    if (q && namelen == strlen(q) && strncasecmp(name, q, namelen) == 0)
+        return true;
     return namelen == sizeof ar - 1 && strncasecmp(name, ar, namelen) == 0 &&
-           authres_is_ours(value, valuelen, arg);
+           authres_is_ours(value, valuelen, m->cfg->authserv_id);
 }
 
 /* The domain to sign for: the From domain or its nearest parent with keys,
@@ -531,10 +539,10 @@ size_t msgauth_header_done(struct msgauth *m, const struct smtp_hdr_scan *h, uin
     m->header_seen = true;
     if (m->mode == MSGAUTH_VERIFY) {
         size_t removed = 0;
-        len = smtp_hdr_remove(p, len, drop_ours, m->cfg->authserv_id, &removed);
+        len = smtp_hdr_remove(p, len, drop_ours, m, &removed);
         if (removed)
             log_warn("sid=%s qid=%s event=authres_removed fields=%zu note=\"forged "
-                     "Authentication-Results with our authserv-id\"",
+                     "Authentication-Results with our authserv-id, or quarantine marks\"",
                      m->sid, m->qid, removed);
         return len;
     }

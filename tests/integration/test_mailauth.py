@@ -228,7 +228,8 @@ def test_forged_authentication_results_removed(lab, tern):
     token = new_token("forged")
     extra = (b"Authentication-Results: MAIL.example.test;\r\n\tdkim=pass header.d=bank.example\r\n"
              b"Authentication-Results: other.example; spf=pass smtp.mailfrom=x@plain.test\r\n"
-             b"Authentication-Results: mail.example.test (comment) 1; none\r\n")
+             b"Authentication-Results: mail.example.test (comment) 1; none\r\n"
+             b"X-Tern-Quarantine: no\r\n")
     msg = message("dave@plain.test", token, extra=extra)
     expect(deliver(srv, "dave@plain.test", msg), 250)
     srv.wait_token(token)
@@ -237,8 +238,8 @@ def test_forged_authentication_results_removed(lab, tern):
     assert len(ars) == 2, ars
     assert ars[0].startswith(AUTHSERV + ";") and "spf=none" in ars[0] and "dmarc=none" in ars[0], ars
     assert ars[1].startswith("other.example;"), ars
-    assert b"bank.example" not in data
-    srv.wait_log(r"event=authres_removed fields=2")
+    assert b"bank.example" not in data and b"X-Tern-Quarantine" not in data
+    srv.wait_log(r"event=authres_removed fields=3")
 
 
 def test_spf_fail_rejects_mail_when_configured(lab, tern):
