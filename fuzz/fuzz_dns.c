@@ -103,14 +103,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 2:
             dns_addr_list_add(&v6, AF_INET6, p, len);
             break;
-        case 3:
-            {
-                /* TXT rdata: the joined text has no NUL and fits */
-                char txt[256];
-                long n = dns_txt_join(p, len, txt, sizeof txt);
-                if (n >= (long)sizeof txt || (n >= 0 && strlen(txt) != (size_t)n))
-                    abort();
-            }
+        case 3: {
+            /* TXT rdata: the joined text has no NUL and fits */
+            char txt[256];
+            long n = dns_txt_join(p, len, txt, sizeof txt);
+            if (n >= (long)sizeof txt || (n >= 0 && strlen(txt) != (size_t)n))
+                abort();
+        }
             if (dns_name_from_wire(p, len, name)) {
                 check_name(name, true);
                 char raw[DNS_NAME_MAX + 1];

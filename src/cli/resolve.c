@@ -114,8 +114,10 @@ static void print_record(int type, const uint8_t *rdata, size_t len)
 static void resolve_on_answer(void *arg, const struct dns_answer *a)
 {
     struct resolve_run *run = arg;
-    static const char *const types[] = {[DNS_TYPE_A] = "A",    [DNS_TYPE_PTR] = "PTR",
-                                        [DNS_TYPE_MX] = "MX",  [DNS_TYPE_TXT] = "TXT",
+    static const char *const types[] = {[DNS_TYPE_A] = "A",
+                                        [DNS_TYPE_PTR] = "PTR",
+                                        [DNS_TYPE_MX] = "MX",
+                                        [DNS_TYPE_TXT] = "TXT",
                                         [DNS_TYPE_AAAA] = "AAAA"};
     printf("%s type=%s status=%s secure=%s records=%zu", a->name, types[a->type],
            answer_status_name(a->status), a->secure ? "yes" : "no", a->n);

@@ -124,13 +124,21 @@ struct config {
     uint32_t dns_timeout;              /* seconds for one lookup; default 30 */
     int outbound_tls;                  /* enum config_outbound_tls; default may */
     char *outbound_tls_ca_file; /* CA certificates for outbound_tls = verify; NULL: the system's */
-    uint32_t outbound_timeout;  /* seconds to wait for each reply of a peer; 300 */
-    size_t relay_concurrency;   /* outbound SMTP sessions at once; default 100 */
-    size_t destination_concurrency; /* most at once to one domain; default 20 */
-    uint32_t retry_min;             /* first wait before a retry; default 5 min */
-    uint32_t retry_max;             /* longest wait between attempts; default 4 h */
-    uint32_t queue_lifetime;        /* how long a message is retried; default 5 days */
-    uint32_t delay_warning_time;    /* report still-deferred mail after this; 0 = never */
+    /* seconds to wait, per stage of an outbound session (RFC 5321 §4.5.3.2) */
+    uint32_t outbound_connect_timeout;   /* TCP connect; 30 */
+    uint32_t outbound_helo_timeout;      /* greeting, EHLO/HELO/LHLO, STARTTLS, AUTH, RSET; 300 */
+    uint32_t outbound_mail_timeout;      /* the reply to MAIL; 300 */
+    uint32_t outbound_rcpt_timeout;      /* each reply to RCPT; 300 */
+    uint32_t outbound_data_init_timeout; /* the reply to DATA (354); 120 */
+    uint32_t outbound_data_xfer_timeout; /* the body making no progress; 180 */
+    uint32_t outbound_data_done_timeout; /* the reply to the final dot or BDAT LAST; 600 */
+    bool outbound_chunking;              /* BDAT (RFC 3030) to peers offering CHUNKING; yes */
+    size_t relay_concurrency;            /* outbound SMTP sessions at once; default 100 */
+    size_t destination_concurrency;      /* most at once to one domain; default 20 */
+    uint32_t retry_min;                  /* first wait before a retry; default 5 min */
+    uint32_t retry_max;                  /* longest wait between attempts; default 4 h */
+    uint32_t queue_lifetime;             /* how long a message is retried; default 5 days */
+    uint32_t delay_warning_time;         /* report still-deferred mail after this; 0 = never */
     /* relay: routes (config/transport.h) */
     char *relayhost;           /* smarthost for all non-local mail ("[host]:port"); NULL: MX */
     char *relayhost_auth_file; /* "user password" for AUTH to the relayhost; NULL: no AUTH */

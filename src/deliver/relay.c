@@ -47,7 +47,6 @@
 #define BODY_PIECE 65536         /* octets read from the spool at once */
 #define OUTPUT_HIGH (256 * 1024) /* stop writing the body past this much queued */
 #define MAX_INPUT (64 * 1024)    /* reply octets buffered */
-#define CONNECT_TIMEOUT 30       /* seconds */
 
 enum attempt_state {
     A_BEGIN,    /* created; the route is chosen from the loop */
@@ -63,14 +62,16 @@ enum attempt_state {
     A_MAIL,     /* MAIL sent (with PIPELINING: and every RCPT, and DATA) */
     A_RCPT,     /* the reply to RCPT number rcpt_i awaited */
     A_DATA,     /* the reply to DATA awaited */
-    A_BODY,     /* writing the body */
-    A_DOT,      /* final dot sent: the reply (LMTP: for recipient dot_i) awaited */
+    A_BODY,     /* writing the body after DATA */
+    A_BDAT,     /* writing the body in BDAT chunks, reading their replies */
+    A_DOT,      /* final dot (or BDAT LAST) sent: the reply (LMTP: for recipient
+                   dot_i) awaited */
     A_QUIT,     /* QUIT sent; closing */
 };
 
 static const char *const state_names[] = {"begin",    "dns",  "connect", "greeting", "ehlo", "helo",
                                           "starttls", "tls",  "auth",    "rset",     "mail", "rcpt",
-                                          "data",     "body", "dot",     "quit"};
+                                          "data",     "body", "bdat",    "dot",      "quit"};
 
 #define SMTP_IDLE 5                /* seconds an idle pooled SMTP connection is kept */
 #define LMTP_IDLE 60               /* seconds an idle pooled LMTP connection is kept */
@@ -147,6 +148,9 @@ struct attempt {
     bool tls;             /* STARTTLS done on this connection */
     bool esmtp;           /* EHLO accepted */
     bool pipelined;       /* MAIL, RCPTs and DATA went out together */
+    bool chunking;        /* this transaction sends BDAT instead of DATA (RFC 3030) */
+    size_t bdat_pending;  /* BDAT chunks sent whose reply has not come */
+    bool bdat_last;       /* BDAT LAST is sent */
     int auth_step;        /* AUTH LOGIN: 1 user awaited, 2 password awaited, 3 result */
     size_t rcpt_i;        /* RCPT being answered */
     size_t dot_i;         /* LMTP: the recipient whose final reply is awaited */
@@ -173,13 +177,40 @@ static void attempt_finish(struct attempt *a);
 static void attempt_connect_fresh(struct attempt *a);
 static void conn_reset(struct attempt *a);
 
-/* The one place the state changes (traced at debug level). */
+/* How long a state may wait for the peer (RFC 5321 §4.5.3.2), in seconds;
+   0 for none (while the body is written after DATA no reply is due; the
+   write timeout watches it). */
+static uint32_t state_timeout(const struct attempt *a, enum attempt_state st)
+{
+    const struct config *cfg = a->r->cfg;
+    switch (st) {
+    case A_MAIL:
+        return cfg->outbound_mail_timeout;
+    case A_RCPT:
+        return cfg->outbound_rcpt_timeout;
+    case A_DATA:
+        return cfg->outbound_data_init_timeout;
+    case A_BODY:
+        return 0;
+    case A_BDAT:
+        return cfg->outbound_data_xfer_timeout;
+    case A_DOT:
+        return cfg->outbound_data_done_timeout;
+    default:
+        return cfg->outbound_helo_timeout;
+    }
+}
+
+/* The one place the state changes (traced at debug level); it also sets how
+   long the new state waits for the peer. */
 static void set_state(struct attempt *a, enum attempt_state st)
 {
     if (a->st != st)
         log_debug("qid=%016" PRIX64 " event=relay_state %s -> %s", a->job->id, state_names[a->st],
                   state_names[st]);
     a->st = st;
+    if (a->conn && st >= A_GREETING && st <= A_DOT)
+        ev_conn_set_timeout(a->conn, state_timeout(a, st));
 }
 
 /* ---- outcomes ------------------------------------------------------------ */
@@ -275,7 +306,8 @@ static void conn_lost(struct attempt *a, const char *why)
 {
     char text[600];
     snprintf(text, sizeof text, "%s with %s[%s]%s", why, a->host, a->addr_text,
-             a->st == A_BODY || a->st == A_DOT ? " while sending message content" : "");
+             a->st == A_BODY || a->st == A_BDAT || a->st == A_DOT ? " while sending message content"
+                                                                  : "");
     if (a->st <= A_MAIL) {
         address_failed(a, text);
         return;
@@ -468,7 +500,7 @@ static bool pool_take(struct attempt *a)
         snprintf(a->job->relay_desc, sizeof a->job->relay_desc, "%s", p->desc);
         pooled_free(p);
         ev_conn_set_owner(a->conn, &conn_ops, a);
-        ev_conn_set_timeout(a->conn, r->cfg->outbound_timeout);
+        ev_conn_set_write_timeout(a->conn, r->cfg->outbound_data_xfer_timeout);
         log_debug("qid=%016" PRIX64 " event=relay_reuse route=%s host=%s[%s] uses=%u", a->job->id,
                   a->pool_key, a->host, a->addr_text, a->uses);
         send_line(a, "RSET");
@@ -632,6 +664,72 @@ static void body_start(struct attempt *a)
     body_pump(a);
 }
 
+/*
+ * BDAT (RFC 3030): the body goes out as it is (no dot-stuffing), in chunks
+ * of what one spool read (or the converter) gives, each announced with its
+ * size; the last one says LAST. Every chunk has a reply, in order. With
+ * PIPELINING chunks go out while earlier replies are awaited (as far as
+ * OUTPUT_HIGH lets them); without it each waits for the reply to the one
+ * before. The reply to BDAT LAST is the transaction's, as the reply to the
+ * final dot is.
+ */
+static void bdat_pump(struct attempt *a)
+{
+    static uint8_t in[BODY_PIECE];
+    while (a->st == A_BDAT && !a->bdat_last && ev_conn_output_len(a->conn) < OUTPUT_HIGH &&
+           (a->pipelined || a->bdat_pending == 0)) {
+        const uint8_t *data = in;
+        size_t n = 0;
+        if (a->body_off < a->body_size) {
+            ssize_t got = spool_body_read(a->job->body, a->body_off, in, sizeof in);
+            if (got <= 0) {
+                body_failed(a, "cannot read the message from the queue");
+                return;
+            }
+            a->body_off += (uint64_t)got;
+            n = (size_t)got;
+        }
+        bool last = a->body_off >= a->body_size;
+        if (a->convert) {
+            buf_reset(&a->conv_out);
+            if ((n > 0 && smtp_8to7_feed(&a->conv, in, n, &a->conv_out) != SMTP_8TO7_OK) ||
+                (last && smtp_8to7_finish(&a->conv, &a->conv_out) != SMTP_8TO7_OK)) {
+                body_failed(a, "the 8-bit body could not be converted");
+                return;
+            }
+            data = (const uint8_t *)a->conv_out.data;
+            n = a->conv_out.len;
+        }
+        if (n == 0 && !last)
+            continue;
+        char head[64];
+        int hl = snprintf(head, sizeof head, "BDAT %zu%s\r\n", n, last ? " LAST" : "");
+        ev_conn_write(a->conn, head, (size_t)hl);
+        if (n > 0)
+            ev_conn_write(a->conn, data, n);
+        a->bdat_pending++;
+        if (last) {
+            a->bdat_last = true;
+            ev_conn_set_timeout(a->conn, a->r->cfg->outbound_data_done_timeout);
+        }
+    }
+}
+
+static void bdat_start(struct attempt *a)
+{
+    set_state(a, A_BDAT);
+    a->body_off = 0;
+    a->bdat_pending = 0;
+    a->bdat_last = false;
+    if (a->convert) {
+        smtp_8to7_free(&a->conv);
+        smtp_8to7_init(&a->conv);
+        buf_free(&a->conv_out);
+        buf_init(&a->conv_out, CONVERT_OUT_MAX);
+    }
+    bdat_pump(a);
+}
+
 /* ---- the transaction -------------------------------------------------------- */
 
 /* The next recipient at or after i whose RCPT is (or is to be) sent. */
@@ -678,8 +776,22 @@ static void send_next_rcpt(struct attempt *a, size_t i)
         finish_clean(a);
         return;
     }
+    if (a->chunking) {
+        bdat_start(a);
+        return;
+    }
     send_line(a, "DATA");
     set_state(a, A_DATA);
+}
+
+/* With PIPELINING and BDAT: every RCPT has its reply; send the body, or end
+   cleanly when no recipient was accepted (no DATA went out to answer). */
+static void after_pipelined_rcpts(struct attempt *a)
+{
+    if (a->accepted == 0)
+        finish_clean(a);
+    else
+        bdat_start(a);
 }
 
 /* MAIL; with PIPELINING also every RCPT and DATA, in one write (RFC 2920 §3.1). */
@@ -697,6 +809,7 @@ static void send_envelope(struct attempt *a)
         return;
     }
     a->pipelined = a->ext.pipelining;
+    a->chunking = a->ext.chunking && !a->lmtp && a->r->cfg->outbound_chunking;
     if (!a->pipelined) {
         ev_conn_write(a->conn, line, (size_t)n);
         set_state(a, A_MAIL);
@@ -708,7 +821,7 @@ static void send_envelope(struct attempt *a)
     for (size_t i = 0; i < j->nrcpt; i++)
         if (j->rcpt[i].dsn[0] == '\0')
             rcpt_append(a, i, &b);
-    if (buf_puts(&b, "DATA\r\n") < 0)
+    if (!a->chunking && buf_puts(&b, "DATA\r\n") < 0)
         panic("pipelined envelope past PIPELINE_MAX");
     ev_conn_write(a->conn, b.data, b.len);
     buf_free(&b);
@@ -856,7 +969,7 @@ static void on_auth_reply(struct attempt *a, enum smtp_outcome o)
 static void on_dot_reply(struct attempt *a, enum smtp_outcome o, const char *dsn)
 {
     char text[900];
-    reply_text(a, "end of DATA", text, sizeof text);
+    reply_text(a, a->chunking ? "BDAT LAST" : "end of DATA", text, sizeof text);
     enum relay_result res = reply_result(o);
     const char *code = dsn[0] ? dsn : "2.0.0";
     if (!a->lmtp) {
@@ -993,7 +1106,12 @@ static void on_reply(struct attempt *a)
         if (o == SMTP_OUTCOME_OK) {
             if (a->pipelined) {
                 a->rcpt_i = next_rcpt(a, 0);
-                set_state(a, a->rcpt_i < a->job->nrcpt ? A_RCPT : A_DATA);
+                if (a->rcpt_i < a->job->nrcpt)
+                    set_state(a, A_RCPT);
+                else if (a->chunking)
+                    after_pipelined_rcpts(a);
+                else
+                    set_state(a, A_DATA);
             } else {
                 send_next_rcpt(a, 0);
             }
@@ -1024,8 +1142,12 @@ static void on_reply(struct attempt *a)
             return;
         }
         a->rcpt_i = next_rcpt(a, a->rcpt_i + 1);
-        if (a->rcpt_i >= a->job->nrcpt)
-            set_state(a, A_DATA); /* DATA is on its way already */
+        if (a->rcpt_i >= a->job->nrcpt) {
+            if (a->chunking)
+                after_pipelined_rcpts(a);
+            else
+                set_state(a, A_DATA); /* DATA is on its way already */
+        }
         return;
     }
     case A_DATA:
@@ -1042,6 +1164,24 @@ static void on_reply(struct attempt *a)
         reply_text(a, "DATA", text, sizeof text);
         rcpt_set_open(a, o == SMTP_OUTCOME_BOUNCE ? RELAY_BOUNCED : RELAY_DEFERRED, dsn, text);
         finish_clean(a);
+        return;
+    case A_BDAT:
+        a->bdat_pending--;
+        if (a->bdat_last && a->bdat_pending == 0) {
+            on_dot_reply(a, o, dsn);
+            return;
+        }
+        if (o != SMTP_OUTCOME_OK) {
+            /* A chunk was refused: the transaction is over (RFC 3030 §2);
+               the replies to chunks still in flight do not matter. */
+            reply_text(a, "BDAT", text, sizeof text);
+            for (size_t i = 0; i < a->job->nrcpt; i++)
+                if (a->ok[i])
+                    rcpt_set(&a->job->rcpt[i], reply_result(o), dsn, text);
+            quit_finish(a);
+            return;
+        }
+        bdat_pump(a);
         return;
     case A_DOT:
         on_dot_reply(a, o, dsn);
@@ -1156,6 +1296,8 @@ static void on_drain(void *arg)
         return;
     if (a->st == A_BODY)
         body_pump(a);
+    else if (a->st == A_BDAT)
+        bdat_pump(a);
 }
 
 static const struct ev_conn_ops conn_ops = {on_read,      on_close,   on_timeout,
@@ -1171,6 +1313,9 @@ static void conn_reset(struct attempt *a)
     a->reused = false;
     a->uses = 1;
     a->pipelined = false;
+    a->chunking = false;
+    a->bdat_pending = 0;
+    a->bdat_last = false;
     a->accepted = 0;
     a->auth_step = 0;
     a->convert = false;
@@ -1184,7 +1329,7 @@ static void conn_reset(struct attempt *a)
 static void attempt_next_address(struct attempt *a)
 {
     struct relay *r = a->r;
-    uint32_t timeout = r->cfg->outbound_timeout;
+    uint32_t timeout = r->cfg->outbound_connect_timeout;
     if (!a->hop) {
         if (a->unix_tried) {
             rcpt_set_open(a, RELAY_DEFERRED, "4.4.1",
@@ -1198,9 +1343,8 @@ static void attempt_next_address(struct attempt *a)
         snprintf(a->job->relay_desc, sizeof a->job->relay_desc, "localhost[%s]", a->route->path);
         conn_reset(a);
         set_state(a, A_CONNECT);
-        a->conn =
-            ev_conn_connect_unix(r->loop, a->route->path, &conn_ops, a, MAX_INPUT, CONNECT_TIMEOUT);
-        ev_conn_set_timeout(a->conn, timeout);
+        a->conn = ev_conn_connect_unix(r->loop, a->route->path, &conn_ops, a, MAX_INPUT, timeout);
+        ev_conn_set_write_timeout(a->conn, r->cfg->outbound_data_xfer_timeout);
         return;
     }
     struct dns_nexthop *h = a->hop;
@@ -1230,8 +1374,8 @@ static void attempt_next_address(struct attempt *a)
     conn_reset(a);
     set_state(a, A_CONNECT);
     a->conn = ev_conn_connect(r->loop, (const struct sockaddr *)&ss, sl, &conn_ops, a, MAX_INPUT,
-                              CONNECT_TIMEOUT);
-    ev_conn_set_timeout(a->conn, timeout);
+                              timeout);
+    ev_conn_set_write_timeout(a->conn, r->cfg->outbound_data_xfer_timeout);
 }
 
 static void on_nexthop(void *arg, const struct dns_nexthop *res)

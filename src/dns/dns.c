@@ -114,14 +114,14 @@ struct dns_query {
     void *arg;
     struct ev_timer *timer; /* dns_timeout, then zero to deliver */
     int async_id;
-    bool active;               /* sent to libunbound and not answered */
-    struct ub_result *result;  /* the answer, freed after the callback */
+    bool active;              /* sent to libunbound and not answered */
+    struct ub_result *result; /* the answer, freed after the callback */
     struct dns_answer ans;
 };
 
 struct dns_resolver {
     struct nexthop_cached cache[NEXTHOP_CACHE_SIZE];
-    struct dns_query *queries;  /* raw queries in flight or waiting for delivery */
+    struct dns_query *queries; /* raw queries in flight or waiting for delivery */
     struct ev_loop *loop;
     struct ub_ctx *ctx;
     struct ev_fd *watch;        /* ub_fd(ctx) */
@@ -745,8 +745,8 @@ static void on_query_timer(void *arg)
 {
     struct dns_query *q = arg;
     if (q->active)
-        query_done(q, DNS_ANSWER_TEMPFAIL, "timeout looking up %s for %s",
-                   rrtype_name(q->ans.type), q->ans.name);
+        query_done(q, DNS_ANSWER_TEMPFAIL, "timeout looking up %s for %s", rrtype_name(q->ans.type),
+                   q->ans.name);
     ev_timer_stop(q->timer);
     query_unlink(q);
     q->cb(q->arg, &q->ans);
@@ -774,8 +774,8 @@ struct dns_query *dns_query(struct dns_resolver *r, const char *name, int type, 
         return q;
     }
     ev_timer_start(q->timer, r->timeout_ms);
-    int rc = ub_resolve_async(r->ctx, q->ans.name, type, RR_CLASS_IN, q, on_query_answer,
-                              &q->async_id);
+    int rc =
+        ub_resolve_async(r->ctx, q->ans.name, type, RR_CLASS_IN, q, on_query_answer, &q->async_id);
     if (rc != 0) {
         query_done(q, DNS_ANSWER_TEMPFAIL, "%s looking up %s for %s", ub_strerror(rc),
                    rrtype_name(type), q->ans.name);

@@ -166,12 +166,12 @@ enum dns_answer_status {
    Valid only during the callback. */
 struct dns_answer {
     enum dns_answer_status status;
-    int type;                            /* what was asked */
-    char name[DNS_NAME_MAX + 1];         /* what was asked, lowercase, no trailing dot */
-    bool secure;                         /* DNSSEC-validated */
-    char reason[256];                    /* on TEMPFAIL and INVALID: why */
-    size_t n;                            /* records in rdata[] */
-    size_t dropped;                      /* records past DNS_MAX_RECORDS */
+    int type;                    /* what was asked */
+    char name[DNS_NAME_MAX + 1]; /* what was asked, lowercase, no trailing dot */
+    bool secure;                 /* DNSSEC-validated */
+    char reason[256];            /* on TEMPFAIL and INVALID: why */
+    size_t n;                    /* records in rdata[] */
+    size_t dropped;              /* records past DNS_MAX_RECORDS */
     const uint8_t *rdata[DNS_MAX_RECORDS];
     size_t len[DNS_MAX_RECORDS];
 };

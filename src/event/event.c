@@ -63,12 +63,13 @@ struct ev_conn {
     int fd; /* the socket; -1 once an OpenSSL bufferevent owns it */
     const struct ev_conn_ops *ops;
     void *arg;
-    size_t max_input; /* read high-water mark */
-    uint32_t timeout; /* read timeout, seconds (0: none) */
-    SSL *pending_ssl; /* STARTTLS waiting for the plaintext output to drain */
-    bool connecting;  /* ev_conn_connect: the TCP connection is not up yet */
-    bool tls;         /* bev is an OpenSSL bufferevent */
-    bool closing;     /* close_after_flush requested */
+    size_t max_input;       /* read high-water mark */
+    uint32_t timeout;       /* read timeout, seconds (0: none) */
+    uint32_t write_timeout; /* write timeout, seconds (0: none) */
+    SSL *pending_ssl;       /* STARTTLS waiting for the plaintext output to drain */
+    bool connecting;        /* ev_conn_connect: the TCP connection is not up yet */
+    bool tls;               /* bev is an OpenSSL bufferevent */
+    bool closing;           /* close_after_flush requested */
 };
 
 struct signal_ctx {
@@ -351,7 +352,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         }
         return;
     }
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
+    if ((what & BEV_EVENT_TIMEOUT) && (what & (BEV_EVENT_READING | BEV_EVENT_WRITING)) &&
+        !c->closing) {
         c->ops->on_timeout(c->arg);
         return;
     }
@@ -554,8 +556,17 @@ void ev_conn_free(struct ev_conn *c)
 void ev_conn_set_timeout(struct ev_conn *c, uint32_t seconds)
 {
     c->timeout = seconds;
-    struct timeval tv = {.tv_sec = seconds, .tv_usec = 0};
-    bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, NULL);
+    if (c->connecting)
+        return; /* the connect timeout holds; these apply once connected */
+    struct timeval rtv = {.tv_sec = c->timeout, .tv_usec = 0};
+    struct timeval wtv = {.tv_sec = c->write_timeout, .tv_usec = 0};
+    bufferevent_set_timeouts(c->bev, c->timeout ? &rtv : NULL, c->write_timeout ? &wtv : NULL);
+}
+
+void ev_conn_set_write_timeout(struct ev_conn *c, uint32_t seconds)
+{
+    c->write_timeout = seconds;
+    ev_conn_set_timeout(c, c->timeout);
 }
 
 size_t ev_conn_input_len(struct ev_conn *c)

@@ -66,7 +66,8 @@ struct ev_conn_ops {
     void (*on_close)(void *arg);     /* peer closed, error, or close_after_flush done:
                                         the owner must free the conn (not from inside
                                         another ev_conn call) */
-    void (*on_timeout)(void *arg);   /* no input for the read timeout */
+    void (*on_timeout)(void *arg);   /* no input for the read timeout, or queued
+                                        output not taken for the write timeout */
     void (*on_tls_ready)(void *arg); /* TLS handshake done (may be NULL) */
     void (*on_connect)(void *arg);   /* ev_conn_connect: connected (may be NULL) */
     void (*on_drain)(void *arg);     /* queued output has been sent (may be NULL) */
@@ -110,7 +111,12 @@ bool ev_conn_tls_info(struct ev_conn *c, struct ev_tls_info *info);
 /* Why a TLS connection failed (OpenSSL's reason), for logs. */
 void ev_conn_tls_error(struct ev_conn *c, char *out, size_t outlen);
 void ev_conn_free(struct ev_conn *c);
+/* The read timeout: on_timeout when no input arrives for this long while
+   reading (0: none). */
 void ev_conn_set_timeout(struct ev_conn *c, uint32_t seconds);
+/* The write timeout: on_timeout when queued output makes no progress for
+   this long (0: none, the default). Independent of the read timeout. */
+void ev_conn_set_write_timeout(struct ev_conn *c, uint32_t seconds);
 
 size_t ev_conn_input_len(struct ev_conn *c);
 /* Offset of the first octet ch among the first max buffered octets, or -1. */

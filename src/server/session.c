@@ -58,6 +58,10 @@
 
 /* Content is appended to the spool in pieces of this size. */
 #define APPEND_SIZE 65536
+/* Pending content held back until the header section has ended, so that
+   fields can still be inserted or removed in it (see tx_header_done). A
+   longer header section is written out, and later fields stay as they are. */
+#define HEADER_HOLD_MAX (2 * APPEND_SIZE)
 /* Octets of input decoded per step. */
 #define FEED_SIZE 32768
 /* Input buffered per connection before reading pauses. */
@@ -106,7 +110,9 @@ struct tx {
     bool too_big;              /* content passed message_size_limit */
     int spool_error;           /* errno of a failed append, or 0 */
     bool msa;                  /* submission by an authenticated user: headers checked and fixed */
-    struct smtp_hdr_scan *hdr; /* header scanner when msa */
+    struct smtp_hdr_scan *hdr; /* header scanner (every message, while content arrives) */
+    bool hdr_handled;          /* tx_header_done ran */
+    bool hdr_spilled;          /* the header section outgrew HEADER_HOLD_MAX */
     uint8_t last_octet;        /* last content octet appended (msa: is a line open?) */
 };
 
@@ -256,7 +262,28 @@ static void tx_store(struct session *s, const uint8_t *p, size_t n)
     if (buf_append(&t->pending, p, n) < 0)
         panic("content buffer overflow");
     t->last_octet = p[n - 1];
-    if (t->pending.len >= APPEND_SIZE)
+    if (t->pending.len < APPEND_SIZE)
+        return;
+    if (!t->hdr->done && t->pending.len < HEADER_HOLD_MAX)
+        return; /* the header section is still open: hold it */
+    if (!t->hdr->done && !t->hdr_spilled) {
+        t->hdr_spilled = true;
+        log_warn("sid=%s qid=%016" PRIX64 " event=header_spilled octets=%zu note=\"header "
+                 "section longer than %u octets: written as it came\"",
+                 s->id, t->qid, t->pending.len, (unsigned)HEADER_HOLD_MAX);
+    }
+    tx_flush_pending(s);
+}
+
+/* The header section has ended (or the content did without one): every field
+   of it is in the pending content unless it spilled. */
+static void tx_header_done(struct session *s)
+{
+    struct tx *t = &s->tx;
+    if (t->hdr_handled)
+        return;
+    t->hdr_handled = true;
+    if (t->pending.len >= APPEND_SIZE && !t->too_big && !t->spool_error)
         tx_flush_pending(s);
 }
 
@@ -321,19 +348,28 @@ static void tx_content(struct session *s, const uint8_t *p, size_t n, bool from_
         t->content += n;
         if (t->content > s->cfg->message_size_limit)
             t->too_big = true;
-        if (t->msa && !t->hdr->done && n > 0) {
+        if (!t->hdr->done && n > 0) {
             uint64_t base = t->hdr->offset;
             long end = smtp_hdr_feed(t->hdr, p, n);
             if (end >= 0) {
                 tx_store(s, p, (size_t)end);
-                msa_add_fields(s);
+                if (t->msa)
+                    msa_add_fields(s);
                 p += end;
                 n -= (size_t)end;
-            } else if (t->hdr->done) {
+                tx_store(s, p, n);
+                tx_header_done(s);
+                return;
+            }
+            if (t->hdr->done) {
                 /* A line that is not a field ended the header section, and it
                    started in an earlier piece: insert before it if it is still
                    pending (it nearly always is). */
-                msa_insert_fields(s, base - t->hdr->end);
+                if (t->msa)
+                    msa_insert_fields(s, base - t->hdr->end);
+                tx_store(s, p, n);
+                tx_header_done(s);
+                return;
             }
         }
     }
@@ -363,11 +399,9 @@ static void tx_begin_content(struct session *s, bool bdat)
     smtp_data_init(&t->dec, bdat, (enum smtp_newline)s->cfg->bare_newline, s->cfg->max_text_line,
                    s->cfg->max_header_count);
     buf_init(&t->pending, 2 * APPEND_SIZE + 2 * FEED_SIZE + 4096);
-    if (s->auth_user) {
-        t->msa = true;
-        t->hdr = xmalloc(sizeof *t->hdr);
-        smtp_hdr_init(t->hdr);
-    }
+    t->msa = s->auth_user != NULL;
+    t->hdr = xmalloc(sizeof *t->hdr);
+    smtp_hdr_init(t->hdr);
 
     char date[64], tls[160] = "";
     rfc5322_date(now_real_us() / 1000000, date, sizeof date);
@@ -432,6 +466,8 @@ static void tx_end_content(struct session *s)
         if (!st && !t->hdr->done)
             msa_add_fields(s); /* no body: the fields go after the last header */
     }
+    if (!st)
+        tx_header_done(s);
     if (!st && !t->spool_error && t->pending.len > 0)
         tx_flush_pending(s);
     if (!st && t->spool_error)

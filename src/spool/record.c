@@ -2,10 +2,11 @@
  * record - encoding and validation of spool records and of the envelope and
  * recipient-state payloads; see record.h for the layout. Pure: no I/O.
  *
- * Envelope payload (version 1), in order:
+ * Envelope payload (version 2), in order:
  *   u8 version, u8 ret, u8 body, u8 flags (bit 0: SMTPUTF8; others 0),
  *   i64 arrival, u64 size,
  *   str sender, str envid, str helo, str client_addr, str listener, str auth_user,
+ *   str prefix (version 2 only; version 1 envelopes decode with prefix NULL),
  *   u32 nrcpt, then per recipient:
  *   str addr, str orcpt, str dsn_orig, u32 notify, u8 state, u32 attempts,
  *   i64 next_attempt, str status.
@@ -307,6 +308,7 @@ long record_envelope_encode(const struct spool_envelope *env, uint8_t *out, size
     w_str(&w, env->client_addr);
     w_str(&w, env->listener);
     w_str(&w, env->auth_user);
+    w_str(&w, env->prefix);
     w_u32(&w, (uint32_t)env->nrcpt);
     for (size_t i = 0; i < env->nrcpt && !w.bad; i++) {
         const struct spool_rcpt *rc = &env->rcpt[i];
@@ -344,6 +346,7 @@ void record_envelope_free(struct spool_envelope *env)
     free(env->client_addr);
     free(env->listener);
     free(env->auth_user);
+    free(env->prefix);
     for (size_t i = 0; i < env->nrcpt; i++)
         rcpt_free(&env->rcpt[i]);
     free(env->rcpt);
@@ -360,7 +363,7 @@ bool record_envelope_decode(const uint8_t *p, size_t len, struct spool_envelope 
     env->ret = r_u8(&r);
     env->body = r_u8(&r);
     uint8_t flags = r_u8(&r);
-    if (r.bad || version != RECORD_ENVELOPE_VERSION || (flags & ~1u) != 0)
+    if (r.bad || version < 1 || version > RECORD_ENVELOPE_VERSION || (flags & ~1u) != 0)
         return false;
     env->smtputf8 = (flags & 1) != 0;
     env->arrival = (int64_t)r_u64(&r);
@@ -371,6 +374,8 @@ bool record_envelope_decode(const uint8_t *p, size_t len, struct spool_envelope 
     env->client_addr = r_str(&r);
     env->listener = r_str(&r);
     env->auth_user = r_str(&r);
+    if (version >= 2)
+        env->prefix = r_str(&r);
     uint32_t n = r_u32(&r);
     if (r.bad || n > RECORD_RCPT_COUNT_MAX || n > (r.len - r.pos) / RCPT_MIN_SIZE)
         goto fail;

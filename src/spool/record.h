@@ -38,7 +38,7 @@
 #define RECORD_ENVELOPE_MAX (16u * 1024u * 1024u) /* encoded envelope */
 #define RECORD_STRING_MAX 65535u                  /* any string in a payload */
 #define RECORD_RCPT_COUNT_MAX 1000000u            /* recipients in one envelope */
-#define RECORD_ENVELOPE_VERSION 1
+#define RECORD_ENVELOPE_VERSION 2                 /* written; 1 is still read */
 
 enum record_type {
     RECORD_CHUNK = 1,    /* message data; payload 1..RECORD_CHUNK_MAX octets */

@@ -189,7 +189,9 @@ struct body_ext {
 
 struct spool_body {
     struct spool *sp;
-    uint64_t size;
+    uint64_t size;    /* prefix and data */
+    char *prefix;     /* a copy of the envelope's prefix, or NULL */
+    size_t prefixlen; /* its octets, read before the data */
     size_t n;
     struct body_ext ext[];
 };
@@ -1701,7 +1703,9 @@ struct spool_body *spool_body_open(struct spool *sp, spool_id id)
     struct spool_body *b = xmalloc(sizeof *b + n * sizeof b->ext[0]);
     b->sp = sp;
     b->n = n;
-    uint64_t moff = 0;
+    b->prefix = m->env.prefix ? xstrdup(m->env.prefix) : NULL;
+    b->prefixlen = b->prefix ? strlen(b->prefix) : 0;
+    uint64_t moff = b->prefixlen;
     for (size_t i = 0; i < n; i++) {
         const struct extent *e = &m->cur.ext[i];
         b->ext[i] = (struct body_ext){e->seg, e->off, moff, e->len};
@@ -1722,6 +1726,14 @@ ssize_t spool_body_read(struct spool_body *b, uint64_t off, void *buf, size_t n)
         return 0;
     if (n > SSIZE_MAX)
         n = SSIZE_MAX;
+    size_t done = 0;
+    if (off < b->prefixlen) {
+        done = b->prefixlen - (size_t)off < n ? b->prefixlen - (size_t)off : n;
+        memcpy(buf, b->prefix + off, done);
+        off += done;
+        if (done == n || off >= b->size)
+            return (ssize_t)done;
+    }
     /* the last extent starting at or before off */
     size_t lo = 0, hi = b->n;
     while (hi - lo > 1) {
@@ -1731,7 +1743,7 @@ ssize_t spool_body_read(struct spool_body *b, uint64_t off, void *buf, size_t n)
         else
             hi = mid;
     }
-    size_t i = lo, done = 0;
+    size_t i = lo;
     while (done < n && i < b->n) {
         const struct body_ext *e = &b->ext[i];
         uint64_t within = off - e->moff;
@@ -1770,6 +1782,7 @@ void spool_body_close(struct spool_body *b)
     sp->bodies--;
     bool last = sp->closed && sp->bodies == 0;
     unlock(sp);
+    free(b->prefix);
     free(b);
     if (last)
         spool_free(sp);

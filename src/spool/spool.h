@@ -58,6 +58,10 @@ struct spool_envelope {
     char *client_addr; /* client IP address as text */
     char *listener;    /* "mx", "submission" or "submissions" */
     char *auth_user;   /* authenticated user or NULL */
+    char *prefix;      /* header fields that go before the data when it is read
+                          (spool_body_*): fields known only at the end of data,
+                          such as Authentication-Results and DKIM-Signature;
+                          CRLF-terminated lines, at most 65535 octets, or NULL */
     int64_t arrival;   /* unix seconds */
     uint64_t size;     /* octets of message data (what the CHUNK records hold) */
     size_t nrcpt;

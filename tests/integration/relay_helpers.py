@@ -138,16 +138,22 @@ class RawPeer:
     (dot_reply is asked once per accepted recipient in LMTP, once with None in
     SMTP); rset_reply() may return a reply line to RSET, after which the
     connection is closed. transactions: (mail_from line, [rcpt addresses],
-    content as received after dot-unstuffing); reads: every chunk recv()
-    returned, in order; commands: every command line; sessions and ended:
-    connections opened and finished (QUIT, close or error)."""
+    content as received after dot-unstuffing, or the BDAT chunks joined);
+    reads: every chunk recv() returned, in order; commands: every command
+    line; chunks: the size of every BDAT chunk; sessions and ended:
+    connections opened and finished (QUIT, close or error). delay maps a
+    stage (b"GREETING", b"EHLO", b"MAIL", b"RCPT", b"DATA", b"DOT", b"BDAT")
+    to seconds to wait before answering it; bdat_reply(index, last) may
+    return a reply line to refuse a chunk."""
 
     def __init__(self, host, port, ext=(), lmtp=False):
         self.host, self.port, self.ext, self.lmtp = host, port, list(ext), lmtp
         self.rcpt_reply = lambda addr: None
         self.dot_reply = lambda addr: None
         self.rset_reply = lambda: None
-        self.transactions, self.reads, self.commands = [], [], []
+        self.bdat_reply = lambda index, last: None
+        self.delay = {}
+        self.transactions, self.reads, self.commands, self.chunks = [], [], [], []
         self.sessions = self.ended = 0
         self.lock = threading.Lock()
         peer = self
@@ -196,14 +202,27 @@ class RawPeer:
             ln, buf = buf.split(b"\r\n", 1)
             return ln
 
+        def wait(stage):
+            if self.delay.get(stage):
+                time.sleep(self.delay[stage])
+
+        def take(n):
+            nonlocal buf
+            while len(buf) < n:
+                recv()
+            data, buf = buf[:n], buf[n:]
+            return data
+
+        wait(b"GREETING")
         sock.sendall(b"220 %s %s ready\r\n" % (self.host.encode(), b"LMTP" if self.lmtp else b"ESMTP"))
-        mail, rcpts = None, []
+        mail, rcpts, bdat, nchunk = None, [], b"", 0
         try:
             while True:
                 cmd = line()
                 with self.lock:
                     self.commands.append(cmd)
                 verb = cmd.split(b" ", 1)[0].upper()
+                wait(b"EHLO" if verb == b"LHLO" else verb)
                 if verb in (b"EHLO", b"LHLO"):
                     if (verb == b"LHLO") != self.lmtp:
                         sock.sendall(b"500 5.5.1 wrong greeting verb\r\n")
@@ -236,6 +255,7 @@ class RawPeer:
                             break
                         body.append(ln[1:] if ln.startswith(b".") else ln)
                     content = b"".join(x + b"\r\n" for x in body)
+                    wait(b"DOT")
                     with self.lock:
                         self.transactions.append((mail, list(rcpts), content))
                     if self.lmtp:
@@ -248,8 +268,31 @@ class RawPeer:
                         r = self.dot_reply(None)
                         sock.sendall((r.encode() if r else b"250 2.0.0 Ok: queued") + b"\r\n")
                     mail, rcpts = None, []
+                elif verb == b"BDAT":
+                    args = cmd.split()
+                    size, last = int(args[1]), len(args) > 2 and args[2].upper() == b"LAST"
+                    data = take(size)
+                    with self.lock:
+                        self.chunks.append(size)
+                    r = self.bdat_reply(nchunk, last)
+                    nchunk += 1
+                    if not rcpts:
+                        sock.sendall(b"503 5.5.1 no valid recipients\r\n")
+                        continue
+                    if r:
+                        sock.sendall(r.encode() + b"\r\n")
+                        mail, rcpts, bdat = None, [], b""
+                        continue
+                    bdat += data
+                    if not last:
+                        sock.sendall(b"250 2.0.0 %d octets received\r\n" % size)
+                        continue
+                    with self.lock:
+                        self.transactions.append((mail, list(rcpts), bdat))
+                    sock.sendall(b"250 2.0.0 Ok: queued\r\n")
+                    mail, rcpts, bdat = None, [], b""
                 elif verb == b"RSET":
-                    mail, rcpts = None, []
+                    mail, rcpts, bdat = None, [], b""
                     r = self.rset_reply()
                     if r:
                         sock.sendall(r.encode() + b"\r\n")

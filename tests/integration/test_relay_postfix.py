@@ -124,7 +124,8 @@ def test_relay_to_a_real_postfix(tern, postfix):
         c.quit()
         srv.wait_log(r"to=<bob@pfx\.test> relay=mx\.pfx\.test\[127\.0\.0\.1\]:\d+ delay=\d+ "
                      r"dsn=2\.0\.0 status=sent \(host mx\.pfx\.test\[127\.0\.0\.1\] said: 250 "
-                     r"2\.0\.0 Ok: queued as", timeout=20)
+                     r"2\.0\.0 Ok: \d+ bytes queued as \w+ \(in reply to BDAT LAST\)\)",
+                     timeout=20)  # Postfix offers CHUNKING, so the content went as BDAT
         end = time.monotonic() + 30
         files = []
         while time.monotonic() < end:

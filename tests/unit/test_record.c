@@ -249,6 +249,7 @@ static struct spool_envelope *make_env(size_t nrcpt, bool nulls)
     e->client_addr = nulls ? NULL : strdup("192.0.2.7");
     e->listener = strdup("mx");
     e->auth_user = nulls ? NULL : strdup("alice");
+    e->prefix = nulls ? NULL : strdup("Authentication-Results: mx.example.test; spf=pass\r\n");
     e->arrival = 1700000000;
     e->size = 123456789;
     e->nrcpt = nrcpt;
@@ -292,6 +293,7 @@ static void assert_env_eq(const struct spool_envelope *a, const struct spool_env
     assert_str_eq(a->client_addr, b->client_addr);
     assert_str_eq(a->listener, b->listener);
     assert_str_eq(a->auth_user, b->auth_user);
+    assert_str_eq(a->prefix, b->prefix);
     assert_true(a->arrival == b->arrival);
     assert_true(a->size == b->size);
     assert_int_equal(a->nrcpt, b->nrcpt);
@@ -349,6 +351,34 @@ static void test_envelope_round_trip(void **state)
         free_env(e);
     }
     record_envelope_free(NULL);
+}
+
+/* Version 1 envelopes (written before the prefix existed) still decode. */
+static void test_envelope_version1(void **state)
+{
+    (void)state;
+    struct spool_envelope *e = make_env(0, true);
+    long n = record_envelope_encode(e, NULL, 0);
+    assert_true(n > 8);
+    uint8_t *buf = malloc((size_t)n);
+    assert_int_equal(record_envelope_encode(e, buf, (size_t)n), n);
+    /* with no recipient the payload ends: str prefix (NULL), u32 nrcpt 0 */
+    static const uint8_t tail[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
+    assert_memory_equal(buf + n - 8, tail, 8);
+    assert_int_equal(buf[0], 2);
+    buf[0] = 1;
+    memset(buf + n - 8, 0, 4); /* drop the prefix: nrcpt moves up */
+    struct spool_envelope d;
+    assert_true(record_envelope_decode(buf, (size_t)n - 4, &d));
+    assert_null(d.prefix);
+    assert_env_eq(e, &d);
+    record_envelope_free(&d);
+    /* a version 1 payload with the prefix left in has trailing octets */
+    assert_false(record_envelope_decode(buf, (size_t)n, &d));
+    buf[0] = 3; /* a future version is refused */
+    assert_false(record_envelope_decode(buf, (size_t)n - 4, &d));
+    free(buf);
+    free_env(e);
 }
 
 static void test_envelope_all_null_strings(void **state)
@@ -433,9 +463,9 @@ static void test_envelope_malformed(void **state)
     size_t sender_len = strlen(e->sender);
     size_t nrcpt_off = OFF_SENDER_LEN;
     {
-        /* walk the six strings to the recipient count */
+        /* walk the seven strings to the recipient count */
         const uint8_t *p = good + OFF_SENDER_LEN;
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < 7; i++) {
             uint32_t l =
                 (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
             size_t step = 4 + (l == 0xFFFFFFFFu ? 0 : l);
@@ -462,7 +492,7 @@ static void test_envelope_malformed(void **state)
         memcpy(b, good, len);
         switch (edit) {
         case VERSION:
-            b[OFF_VERSION] = 2;
+            b[OFF_VERSION] = RECORD_ENVELOPE_VERSION + 1;
             break;
         case FLAGS:
             b[OFF_FLAGS] = 2;
@@ -601,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_corruption),
         cmocka_unit_test(test_every_truncation_short),
         cmocka_unit_test(test_envelope_round_trip),
+        cmocka_unit_test(test_envelope_version1),
         cmocka_unit_test(test_envelope_all_null_strings),
         cmocka_unit_test(test_envelope_not_encodable),
         cmocka_unit_test(test_envelope_malformed),

@@ -208,6 +208,7 @@ static void assert_env_eq(const struct spool_envelope *a, const struct spool_env
     assert_str_eq(a->client_addr, b->client_addr);
     assert_str_eq(a->listener, b->listener);
     assert_str_eq(a->auth_user, b->auth_user);
+    assert_str_eq(a->prefix, b->prefix);
     assert_true(a->arrival == b->arrival);
     assert_true(a->size == b->size);
     assert_int_equal(a->nrcpt, b->nrcpt);
@@ -384,6 +385,45 @@ static void test_reopen_recovers(void **state)
     free_env(env0);
     free(data);
     free(empty);
+}
+
+/* Header fields given at commit come before the data when it is read, and
+   after a restart. */
+static void test_prefix_read(void **state)
+{
+    struct ctx *c = *state;
+    static const char prefix[] = "DKIM-Signature: v=1; a=ed25519-sha256;\r\n"
+                                 "Authentication-Results: mx.example.test; none\r\n";
+    size_t plen = sizeof prefix - 1, len = 100 * 1000;
+    uint8_t *data = content(len, 5);
+    uint8_t *want = malloc(plen + len);
+    memcpy(want, prefix, plen);
+    memcpy(want + plen, data, len);
+    struct spool_envelope *env = make_env(1, len);
+    env->prefix = xstrdup(prefix);
+    spool_id id = store(c, data, len, 3000, env);
+    struct spool_envelope *env0 = make_env(1, 0);
+    env0->prefix = xstrdup(prefix);
+    uint8_t *empty = content(0, 0);
+    spool_id id0 = store(c, empty, 0, 1, env0);
+    wait_commits(c, 2);
+    assert_body(c->sp, id, want, plen + len);
+    assert_body(c->sp, id0, want, plen);
+    /* a read that starts inside the prefix and ends in the data */
+    struct spool_body *b = spool_body_open(c->sp, id);
+    uint8_t got[100];
+    assert_int_equal(spool_body_read(b, plen - 10, got, sizeof got), (ssize_t)sizeof got);
+    assert_memory_equal(got, want + plen - 10, sizeof got);
+    spool_body_close(b);
+    reopen(c);
+    assert_env_eq(spool_get(c->sp, id), env);
+    assert_body(c->sp, id, want, plen + len);
+    assert_body(c->sp, id0, want, plen);
+    free_env(env);
+    free_env(env0);
+    free(data);
+    free(empty);
+    free(want);
 }
 
 static void test_uncommitted_ignored(void **state)
@@ -985,6 +1025,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commit_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_recovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefix_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uncommitted_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rcpt_and_remove_survive, setup, teardown),
