@@ -900,6 +900,9 @@ static void finish(struct spf_eval *e, enum spf_result_code r, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(e->res.reason, sizeof e->res.reason, fmt, ap);
     va_end(ap);
+    for (char *p = e->res.reason; *p; p++) /* names may carry any octet */
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
     e->waiting = false;
     e->state = ST_DONE;
 }
@@ -1610,16 +1613,16 @@ static void start(struct spf_eval *e, const struct spf_request *req)
     }
     snprintf(e->res.sender, sizeof e->res.sender, "%s", e->sender);
     size_t dl = strlen(domain);
-    char given[DNS_NAME_MAX + 2];
-    copy_bounded(given, DNS_NAME_MAX + 1, domain);
-    if (dl > 0 && dl <= DNS_NAME_MAX + 1 && given[dl - 1] == '.')
-        given[dl - 1] = '\0';
     char norm[DNS_NAME_MAX + 1];
-    if (dl > DNS_NAME_MAX + 1 || !dns_query_name_normalize(given, norm) || !strchr(norm, '.')) {
+    if (dl > DNS_NAME_MAX + 1 || !dns_query_name_normalize(domain, norm) || !strchr(norm, '.')) {
         show(e->res.domain, sizeof e->res.domain, domain, dl);
         finish(e, SPF_NONE, "%s is not a valid domain name", e->res.domain);
         return;
     }
+    char given[DNS_NAME_MAX + 2]; /* as written (%{d}), without its trailing dot */
+    memcpy(given, domain, dl + 1);
+    if (given[dl - 1] == '.')
+        given[dl - 1] = '\0';
     memcpy(e->res.domain, norm, sizeof norm);
     push_frame(e, given);
 }

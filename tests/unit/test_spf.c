@@ -909,6 +909,8 @@ static void test_eval_basic(void **state)
          NULL}, /* no local part: postmaster */
         {IP4, "@pass.example", "h.example", MF, SPF_PASS, NULL, NULL, NULL},
         {IP4, "user@PASS.Example.", "h.example", MF, SPF_PASS, NULL, NULL, NULL},
+        {IP4, "user@pass.example..", "h.example", MF, SPF_NONE, NULL, NULL, NULL},
+        {IP4, "", "helo.example..", MF, SPF_NONE, NULL, NULL, NULL},
     };
     run_cases(cases, sizeof cases / sizeof cases[0]);
 }
