@@ -418,6 +418,7 @@ static const struct key_def keys[] = {
     {"maildir_root", KT_PATH, F(maildir_root), 0, 0, 0, "var/mail", 0},
     {"spool_dir", KT_PATH, F(spool_dir), 0, 0, 0, "var/spool", 0},
     {"trusted_networks", KT_TRUSTED, 0, 0, 0, 0, NULL, 0},
+    {"mailauth_skip_networks", KT_TRUSTED, 0, 0, 0, 0, NULL, 0},
     {"bare_newline", KT_NEWLINE, F(bare_newline), SMTP_NEWLINE_REJECT, 0, 0, NULL, 0},
     {"message_size_limit", KT_SIZE64, F(message_size_limit), 50 * MIB, KIB, 2 * GIB, NULL, 0},
     {"max_recipients", KT_COUNT, F(max_recipients), 1000, 100, 100000, NULL, 0},
@@ -927,7 +928,7 @@ static bool parse_cidr(struct parser *p, const struct key_def *k, const char *s,
         out->family = AF_INET;
         out->prefix -= 96;
     }
-    if (out->prefix == 0)
+    if (out->prefix == 0 && strcmp(k->name, "trusted_networks") == 0)
         cfg_warn(&p->dc, line,
                  "%s: \"%.*s%s\" trusts every %s client to relay: this is an open relay", k->name,
                  CFG_EX(s, n), out->family == AF_INET ? "IPv4" : "IPv6");
@@ -948,9 +949,15 @@ static void do_trusted(struct parser *p, const struct key_def *k, const struct c
         v = xrealloc(v, (nv + 1) * sizeof *v);
         v[nv++] = c;
     }
-    free(p->cfg->trusted);
-    p->cfg->trusted = v;
-    p->cfg->ntrusted = nv;
+    if (strcmp(k->name, "trusted_networks") == 0) {
+        free(p->cfg->trusted);
+        p->cfg->trusted = v;
+        p->cfg->ntrusted = nv;
+    } else {
+        free(p->cfg->mailauth_skip);
+        p->cfg->mailauth_skip = v;
+        p->cfg->nmailauth_skip = nv;
+    }
 }
 
 static void do_domains(struct parser *p, const struct key_def *k, const struct cfg_lline *l,
@@ -1151,6 +1158,15 @@ static void config_line(void *arg, const struct cfg_lline *l)
 
 static void set_defaults(struct config *cfg)
 {
+    /* mailauth_skip_networks: loopback, as policyd-spf's Skip_Addresses and
+       OpenDMARC's IgnoreHosts leave it out by default */
+    static const struct config_cidr loopback[2] = {
+        {AF_INET, {127}, 8},
+        {AF_INET6, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128},
+    };
+    cfg->mailauth_skip = xmalloc(sizeof loopback);
+    memcpy(cfg->mailauth_skip, loopback, sizeof loopback);
+    cfg->nmailauth_skip = 2;
     for (size_t i = 0; i < NKEYS; i++) {
         const struct key_def *k = &keys[i];
         switch (k->type) {
@@ -1385,6 +1401,7 @@ void config_free(struct config *cfg)
     free(cfg->maildir_root);
     free(cfg->spool_dir);
     free(cfg->trusted);
+    free(cfg->mailauth_skip);
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
     free(cfg->tls_ciphers);
@@ -1441,10 +1458,20 @@ static bool cidr_match(const struct config_cidr *c, const unsigned char *addr, u
     return (c->addr[bytes] & mask) == (addr[bytes] & mask);
 }
 
+static bool in_networks(const struct config_cidr *v, size_t n, const struct sockaddr *sa);
+
 bool config_is_trusted(const struct config *cfg, const struct sockaddr *sa)
 {
-    if (!cfg || !sa)
-        return false;
+    return cfg && sa && in_networks(cfg->trusted, cfg->ntrusted, sa);
+}
+
+bool config_is_mailauth_skipped(const struct config *cfg, const struct sockaddr *sa)
+{
+    return cfg && sa && in_networks(cfg->mailauth_skip, cfg->nmailauth_skip, sa);
+}
+
+static bool in_networks(const struct config_cidr *v, size_t n, const struct sockaddr *sa)
+{
     unsigned char addr[16];
     int family;
     if (sa->sa_family == AF_INET) {
@@ -1463,8 +1490,8 @@ bool config_is_trusted(const struct config *cfg, const struct sockaddr *sa)
     } else {
         return false;
     }
-    for (size_t i = 0; i < cfg->ntrusted; i++) {
-        const struct config_cidr *c = &cfg->trusted[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct config_cidr *c = &v[i];
         if (c->family == family && cidr_match(c, addr, family == AF_INET ? 32 : 128))
             return true;
     }

@@ -99,6 +99,12 @@ static void test_defaults(void **state)
     assert_string_equal(c->spool_dir, "var/spool");
     assert_string_equal(c->dkim_key_dir, "/etc/tern/dkim");
     assert_int_equal(c->ntrusted, 0);
+    /* loopback is not checked by SPF, DKIM and DMARC unless told */
+    assert_int_equal(c->nmailauth_skip, 2);
+    assert_int_equal(c->mailauth_skip[0].family, AF_INET);
+    assert_int_equal(c->mailauth_skip[0].prefix, 8);
+    assert_int_equal(c->mailauth_skip[1].family, AF_INET6);
+    assert_int_equal(c->mailauth_skip[1].prefix, 128);
     assert_int_equal(c->bare_newline, SMTP_NEWLINE_REJECT);
     assert_true(c->message_size_limit == 50 * MIB);
     assert_int_equal(c->max_recipients, 1000);
@@ -627,11 +633,13 @@ static void test_repeated_keys(void **state)
 
     /* An empty value resets a list and a scalar. */
     c = parse("mx_listen = 127.0.0.1:25\nmax_errors = 3\nmax_errors =\n"
-              "trusted_networks = 10.0.0.0/8\ntrusted_networks =\n",
+              "trusted_networks = 10.0.0.0/8\ntrusted_networks =\n"
+              "mailauth_skip_networks =\n",
               &d);
     assert_non_null(c);
     assert_int_equal(c->max_errors, 20);
     assert_int_equal(c->ntrusted, 0);
+    assert_int_equal(c->nmailauth_skip, 0);
     config_free(c);
 }
 
