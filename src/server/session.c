@@ -124,7 +124,8 @@ struct tx {
 struct session {
     struct session_link link; /* must be first: the server's list */
     const struct session_env *env;
-    const struct config *cfg;
+    const struct config *cfg;      /* the configuration this session started with */
+    const struct aliases *aliases; /* ... and the aliases loaded with it (kept to the end) */
     struct ev_conn *conn;
     struct ev_timer *lifetime; /* session_timeout */
     enum config_role role;
@@ -898,8 +899,7 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     char *leaves[POLICY_MAX_LEAVES];
     size_t nleaves = 0;
     if (!st)
-        st = policy_rcpt(s->cfg, s->env->deps->aliases, &path, s->trusted || s->auth_user, leaves,
-                         &nleaves);
+        st = policy_rcpt(s->cfg, s->aliases, &path, s->trusted || s->auth_user, leaves, &nleaves);
     if (st) {
         log_info("sid=%s event=reject client=%s cmd=RCPT from=<%s> to=<%s> reply=\"%d %s %s\"",
                  s->id, s->client, s->tx.sender ? s->tx.sender : "", path.addr, st->code, st->enh,
@@ -1568,6 +1568,7 @@ struct session *session_new(const struct session_env *env, int fd, const struct 
     struct session *s = xcalloc(1, sizeof *s);
     s->env = env;
     s->cfg = cfg;
+    s->aliases = env->deps->aliases;
     s->role = role;
     s->state = SESSION_CMD;
     s->started_ms = now_mono_ms();

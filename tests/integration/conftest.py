@@ -104,6 +104,8 @@ class TernServer:
             "tls_cert_file": str(self.dir / "tls" / "cert.pem"),
             "tls_key_file": str(self.dir / "tls" / "key.pem"),
             "dns_forwarders": unreachable_dns().forwarder,
+            # the tests run as root and keep it (test_lifecycle.py tests the switch)
+            "run_user": "root",
         }
         for k, v in (overrides or {}).items():
             settings[k] = v
