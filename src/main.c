@@ -54,7 +54,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -607,11 +606,6 @@ static void privileges_drop(struct daemon *d)
     if (priv_drop(&d->run_as, err, sizeof err) < 0)
         fatal("event=fatal reason=\"cannot switch to run_user\" run_user=%s error=\"%s\"",
               d->run_as.name, err);
-#if defined(__SANITIZE_ADDRESS__)
-    /* LeakSanitizer inspects the process through /proc at exit, which a
-       process that changed its ids may not do unless it stays dumpable. */
-    prctl(PR_SET_DUMPABLE, 1);
-#endif
     log_info("event=privileges_dropped user=%s uid=%u gid=%u", d->run_as.name,
              (unsigned)d->run_as.uid, (unsigned)d->run_as.gid);
     const struct config *cfg = d->cfg;

@@ -354,7 +354,8 @@ def tail(text, n=60):
 
 @pytest.fixture
 def tern(tmp_path, request):
-    """Factory: tern(overrides={key: value}, aliases=[lines], start=True) -> TernServer.
+    """Factory: tern(overrides={key: value}, aliases=[lines], start=True, workdir=None)
+    -> TernServer (in workdir when given, else in the test's tmp_path).
 
     All servers made in a test are stopped when it ends; a non-zero exit
     status, a hang on SIGTERM or a sanitizer report in a log fails the test
@@ -363,8 +364,8 @@ def tern(tmp_path, request):
     """
     servers = request.node._tern_servers = []
 
-    def make(overrides=None, aliases=(), start=True):
-        s = TernServer(tmp_path / ("tern%d" % len(servers)), overrides, aliases)
+    def make(overrides=None, aliases=(), start=True, workdir=None):
+        s = TernServer(workdir or tmp_path / ("tern%d" % len(servers)), overrides, aliases)
         servers.append(s)
         if start:
             s.start()
