@@ -22,6 +22,7 @@ test_pkgs=(
 	swaks msmtp openssl dovecot-core dovecot-imapd dovecot-lmtpd postfix
 	clang libclang-rt-14-dev
 	procps iproute2 time
+	man-db groff-base systemd
 )
 
 want=("${build_pkgs[@]}")

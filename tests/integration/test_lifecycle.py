@@ -209,8 +209,10 @@ def test_privilege_drop(tern, request):
     try:
         pw = pwd.getpwnam("tern")
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        "tern"], check=True, capture_output=True, timeout=30)
+        # as scripts/install.sh does
+        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", "tern"],
+                       check=True, capture_output=True, timeout=30)
         pw = pwd.getpwnam("tern")
     # a directory the tern user can reach (the test's tmp_path is root's alone)
     work = Path(tempfile.mkdtemp(prefix="tern-privdrop-"))
