@@ -1300,6 +1300,44 @@ static void test_keep_restart_keys(void **state)
     config_free(running);
 }
 
+/* docs/configuration.md's "What SIGHUP applies" lists every key in the row of
+   its class, and nothing else. */
+static void test_reload_docs(void **state)
+{
+    (void)state;
+    size_t len;
+    char *doc = read_source("docs/configuration.md", &len);
+    char *sec = strstr(doc, "\n## What SIGHUP applies\n");
+    assert_non_null(sec);
+    static const struct {
+        const char *row;
+        int how;
+    } rows[] = {{"\n| at once |", CONFIG_RELOAD_AT_ONCE},
+                {"\n| to new connections and sessions |", CONFIG_RELOAD_SESSIONS},
+                {"\n| after a restart only |", CONFIG_RELOAD_RESTART}};
+    size_t listed = 0;
+    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+        char *p = strstr(sec, rows[r].row);
+        assert_non_null(p);
+        p += strlen(rows[r].row);
+        char *end = strchr(p, '\n');
+        assert_non_null(end);
+        while ((p = memchr(p, '`', (size_t)(end - p))) != NULL) {
+            char *q = memchr(p + 1, '`', (size_t)(end - p - 1));
+            assert_non_null(q);
+            char key[64];
+            snprintf(key, sizeof key, "%.*s", (int)(q - p - 1), p + 1);
+            if (config_key_reload(key) != rows[r].how)
+                print_message("# %s is listed under %s\n", key, rows[r].row + 1);
+            assert_int_equal(config_key_reload(key), rows[r].how);
+            listed++;
+            p = q + 1;
+        }
+    }
+    assert_int_equal(listed, config_key_count());
+    free(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1323,6 +1361,7 @@ int main(void)
         cmocka_unit_test(test_diff_every_key),
         cmocka_unit_test(test_reload_classes),
         cmocka_unit_test(test_keep_restart_keys),
+        cmocka_unit_test(test_reload_docs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
