@@ -566,6 +566,7 @@ max_connections_per_client = 1000
 message_size_limit = 50M
 user_message_rate = 0
 user_recipient_rate = 0
+run_user = root
 """
         if self.tls:
             overrides += f"""tls_cert_file = {self.tls[0]}
