@@ -1,0 +1,378 @@
+/*
+ * logline - one key=value log message as one JSON object (see logline.h for
+ * the rules; RFC 8259 §7 for the string escapes, RFC 3629 for UTF-8).
+ *
+ * The message is read as a sequence of tokens (fields, a parenthesised text,
+ * bare words) by next_token(), three times: once to find the qid for
+ * "trace", once to write the fields in order, once to gather the bare words
+ * into "msg". A repeated name is found by counting the earlier tokens with
+ * the same name, so nothing is allocated; the cost is quadratic in the number
+ * of tokens, which log lines keep small (log.c cuts a message at 4 KiB).
+ */
+#include "core/logline.h"
+#include "core/util.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+enum tok_kind {
+    TOK_FIELD, /* key=value */
+    TOK_TEXT,  /* (text) */
+    TOK_WORD,  /* anything else */
+};
+
+/* One token: offsets into the message. */
+struct tok {
+    enum tok_kind kind;
+    size_t k, klen; /* the key (TOK_FIELD) */
+    size_t v, vlen; /* the value, the text without its parentheses, or the word */
+};
+
+/* Bounded output: writes stop at cap - 1 and set over. */
+struct out {
+    char *p;    /* the caller's buffer */
+    size_t cap; /* its size */
+    size_t len; /* octets written */
+    bool over;  /* something did not fit */
+};
+
+static bool is_key_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+}
+
+/* Length of the key of a "key=" at s[p..len), or 0. */
+static size_t key_at(const char *s, size_t len, size_t p)
+{
+    size_t q = p;
+    while (q < len && is_key_char(s[q]))
+        q++;
+    return q > p && q < len && s[q] == '=' ? q - p : 0;
+}
+
+static size_t skip_spaces(const char *s, size_t len, size_t p)
+{
+    while (p < len && s[p] == ' ')
+        p++;
+    return p;
+}
+
+/* Does what follows position p (after a closing quote or parenthesis) look
+   like the end of the value: only spaces, or spaces and then "key=" or "("? */
+static bool ends_value(const char *s, size_t len, size_t p)
+{
+    if (p < len && s[p] != ' ')
+        return false;
+    p = skip_spaces(s, len, p);
+    return p == len || s[p] == '(' || key_at(s, len, p) > 0;
+}
+
+/* A closing character at q is a candidate when the end or a space follows it. */
+static bool closes(const char *s, size_t len, size_t q)
+{
+    return q + 1 == len || s[q + 1] == ' ';
+}
+
+/* The quoted value whose opening quote is at s[i]; sets the value, returns the
+   position after the token. */
+static size_t take_quoted(const char *s, size_t len, size_t i, struct tok *t)
+{
+    size_t first = len; /* first candidate */
+    for (size_t q = i + 1; q < len; q++) {
+        if (s[q] != '"' || !closes(s, len, q))
+            continue;
+        if (ends_value(s, len, q + 1)) {
+            t->v = i + 1;
+            t->vlen = q - i - 1;
+            return q + 1;
+        }
+        if (first == len)
+            first = q;
+    }
+    t->v = i + 1;
+    t->vlen = first - i - 1;
+    return first == len ? len : first + 1;
+}
+
+/* The parenthesised text whose '(' is at s[i]. */
+static size_t take_paren(const char *s, size_t len, size_t i, struct tok *t)
+{
+    size_t balanced = len, last = len;
+    long depth = 0;
+    for (size_t q = i; q < len; q++) {
+        if (s[q] == '(') {
+            depth++;
+            continue;
+        }
+        if (s[q] != ')')
+            continue;
+        depth--;
+        if (!closes(s, len, q))
+            continue;
+        if (depth == 0) {
+            if (ends_value(s, len, q + 1)) {
+                balanced = q;
+                break;
+            }
+            if (balanced == len)
+                balanced = q;
+        }
+        last = q;
+    }
+    size_t end = balanced != len ? balanced : last;
+    t->v = i + 1;
+    if (end == len) {
+        t->vlen = len - i - 1;
+        return len;
+    }
+    t->vlen = end - i - 1;
+    return end + 1;
+}
+
+/* The next token at or after *pos; false at the end of the message. */
+static bool next_token(const char *s, size_t len, size_t *pos, struct tok *t)
+{
+    size_t i = skip_spaces(s, len, *pos);
+    if (i >= len) {
+        *pos = len;
+        return false;
+    }
+    memset(t, 0, sizeof *t);
+    if (s[i] == '(') {
+        t->kind = TOK_TEXT;
+        *pos = take_paren(s, len, i, t);
+        return true;
+    }
+    size_t klen = key_at(s, len, i);
+    if (klen > 0) {
+        t->kind = TOK_FIELD;
+        t->k = i;
+        t->klen = klen;
+        size_t v = i + klen + 1;
+        if (v < len && s[v] == '"') {
+            *pos = take_quoted(s, len, v, t);
+            return true;
+        }
+        if (v < len && s[v] == '<') {
+            for (size_t q = v + 1; q < len; q++) {
+                if (s[q] == '>' && closes(s, len, q)) {
+                    t->v = v + 1;
+                    t->vlen = q - v - 1;
+                    *pos = q + 1;
+                    return true;
+                }
+            }
+        }
+        size_t e = v;
+        while (e < len && s[e] != ' ')
+            e++;
+        t->v = v;
+        t->vlen = e - v;
+        *pos = e;
+        return true;
+    }
+    t->kind = TOK_WORD;
+    size_t e = i;
+    while (e < len && s[e] != ' ')
+        e++;
+    t->v = i;
+    t->vlen = e - i;
+    *pos = e;
+    return true;
+}
+
+/* The name a token gives its field ("text" for TOK_TEXT). */
+static void tok_name(const char *s, const struct tok *t, const char **name, size_t *n)
+{
+    if (t->kind == TOK_TEXT) {
+        *name = "text";
+        *n = 4;
+    } else {
+        *name = s + t->k;
+        *n = t->klen;
+    }
+}
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->over || n >= o->cap - o->len) {
+        o->over = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void put_s(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+/* s[0..n) as the inside of a JSON string. */
+static void put_escaped(struct out *o, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t run = 0; /* start of octets to copy as they are */
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
+            if (l > 0) {
+                i += l;
+                continue;
+            }
+        }
+        put(o, s + run, i - run);
+        char esc[7];
+        const char *e = esc;
+        size_t elen = 2;
+        esc[0] = '\\';
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            if (c >= 0x80) {
+                e = "\\ufffd";
+            } else {
+                esc[1] = 'u';
+                esc[2] = '0';
+                esc[3] = '0';
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+            }
+            elen = 6;
+            break;
+        }
+        put(o, e, elen);
+        i++;
+        run = i;
+    }
+    put(o, s + run, n - run);
+}
+
+/* ,"name[_N]": with N the number of earlier uses of the name plus one. */
+static void put_name(struct out *o, const char *name, size_t n, size_t used)
+{
+    put(o, ",\"", 2);
+    put_escaped(o, name, n);
+    if (used > 0) {
+        char num[24];
+        int k = snprintf(num, sizeof num, "_%zu", used + 1);
+        put(o, num, (size_t)k);
+    }
+    put(o, "\":", 2);
+}
+
+static bool is_reserved(const char *name, size_t n)
+{
+    static const char *const reserved[] = {"ts", "level", "trace", "msg"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strlen(reserved[i]) == n && memcmp(reserved[i], name, n) == 0)
+            return true;
+    return false;
+}
+
+/* How many fields before position `before` (a token start) are named name,
+   counting a reserved name as used once already. */
+static size_t name_uses(const char *s, size_t len, size_t before, const char *name, size_t n)
+{
+    size_t used = is_reserved(name, n) ? 1 : 0;
+    size_t pos = 0;
+    struct tok t;
+    while (pos < before && next_token(s, len, &pos, &t)) {
+        if (pos > before)
+            break;
+        if (t.kind == TOK_WORD)
+            continue;
+        const char *tn;
+        size_t tl;
+        tok_name(s, &t, &tn, &tl);
+        if (tl == n && memcmp(tn, name, n) == 0)
+            used++;
+    }
+    return used;
+}
+
+size_t logline_json(const char *ts, const char *level, const char *msg, size_t len, char *out,
+                    size_t cap)
+{
+    if (cap == 0)
+        return 0;
+    struct out o = {out, cap, 0, false};
+    put_s(&o, "{\"ts\":\"");
+    put_escaped(&o, ts, strlen(ts));
+    put_s(&o, "\",\"level\":\"");
+    put_escaped(&o, level, strlen(level));
+    put(&o, "\"", 1);
+
+    size_t pos = 0;
+    struct tok t;
+    while (next_token(msg, len, &pos, &t)) {
+        if (t.kind == TOK_FIELD && t.klen == 3 && memcmp(msg + t.k, "qid", 3) == 0) {
+            if (t.vlen > 0) {
+                put_s(&o, ",\"trace\":\"");
+                put_escaped(&o, msg + t.v, t.vlen);
+                put(&o, "\"", 1);
+            }
+            break;
+        }
+    }
+
+    pos = 0;
+    size_t start = 0;
+    bool words = false;
+    while (start = skip_spaces(msg, len, pos), next_token(msg, len, &pos, &t)) {
+        if (t.kind == TOK_WORD) {
+            words = true;
+            continue;
+        }
+        const char *name;
+        size_t n;
+        tok_name(msg, &t, &name, &n);
+        put_name(&o, name, n, name_uses(msg, len, start, name, n));
+        put(&o, "\"", 1);
+        put_escaped(&o, msg + t.v, t.vlen);
+        put(&o, "\"", 1);
+    }
+
+    if (words) {
+        put_s(&o, ",\"msg\":\"");
+        pos = 0;
+        bool first = true;
+        while (next_token(msg, len, &pos, &t)) {
+            if (t.kind != TOK_WORD)
+                continue;
+            if (!first)
+                put(&o, " ", 1);
+            first = false;
+            put_escaped(&o, msg + t.v, t.vlen);
+        }
+        put(&o, "\"", 1);
+    }
+    put(&o, "}", 1);
+    if (o.over) {
+        out[0] = '\0';
+        return 0;
+    }
+    out[o.len] = '\0';
+    return o.len;
+}
