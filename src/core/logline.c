@@ -96,10 +96,13 @@ static size_t take_quoted(const char *s, size_t len, size_t i, struct tok *t)
     return first == len ? len : first + 1;
 }
 
-/* The parenthesised text whose '(' is at s[i]. */
+/* The parenthesised text whose '(' is at s[i]. A ')' followed by a space or
+   the end may close it; the first such that balances the '(' and looks like
+   the end of the value wins, else the first that looks like the end, else
+   the first that balances, else the last. */
 static size_t take_paren(const char *s, size_t len, size_t i, struct tok *t)
 {
-    size_t balanced = len, last = len;
+    size_t ending = len, balanced = len, last = len;
     long depth = 0;
     for (size_t q = i; q < len; q++) {
         if (s[q] == '(') {
@@ -111,17 +114,18 @@ static size_t take_paren(const char *s, size_t len, size_t i, struct tok *t)
         depth--;
         if (!closes(s, len, q))
             continue;
-        if (depth == 0) {
-            if (ends_value(s, len, q + 1)) {
-                balanced = q;
-                break;
-            }
-            if (balanced == len)
-                balanced = q;
+        bool ends = ends_value(s, len, q + 1);
+        if (depth == 0 && ends) {
+            ending = balanced = q;
+            break;
         }
+        if (ends && ending == len)
+            ending = q;
+        if (depth == 0 && balanced == len)
+            balanced = q;
         last = q;
     }
-    size_t end = balanced != len ? balanced : last;
+    size_t end = ending != len ? ending : balanced != len ? balanced : last;
     t->v = i + 1;
     if (end == len) {
         t->vlen = len - i - 1;

@@ -19,10 +19,10 @@
  *    and its brackets are dropped (to=<a@b> gives "to":"a@b", from=<> gives
  *    "from":"").
  *  - "(text)": the trailing parenthesised text of a delivery line (the reply,
- *    Postfix style) is the field "text"; it ends at the ')' that balances its
- *    '(' and is followed by the end or by " key=", else at the first balancing
- *    ')' followed by a space or the end, else at the last ')' followed by a
- *    space or the end, else at the end of the line.
+ *    Postfix style) is the field "text"; it ends at a ')' followed by a
+ *    space or the end: the first that balances the '(' and is followed only by
+ *    spaces, or by the next key= or "(", else the first so followed, else the
+ *    first that balances, else the last; without one, at the end of the line.
  *  - Any other word (no key=) goes, space-separated in order, into "msg".
  *  - "trace" is the value of the line's first qid= (when not empty), so every
  *    line about one message shares it.

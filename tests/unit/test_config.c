@@ -114,6 +114,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->delivery_workers, 0);
     assert_int_equal(c->delivery_concurrency, 64);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+    assert_int_equal(c->log_format, LOG_FORMAT_TEXT);
+    assert_string_equal(c->log_target, "stderr");
     config_free(c);
     config_diags_free(&d);
 }
@@ -179,6 +181,10 @@ static const struct num_case {
     N("log_level = Info", log_level, WINT, LOG_LEVEL_INFO),
     N("log_level = debug", log_level, WINT, LOG_LEVEL_DEBUG),
     N("log_level =", log_level, WINT, LOG_LEVEL_INFO),
+    N("log_format = json", log_format, WINT, LOG_FORMAT_JSON),
+    N("log_format = JSON", log_format, WINT, LOG_FORMAT_JSON),
+    N("log_format = text", log_format, WINT, LOG_FORMAT_TEXT),
+    N("log_format =", log_format, WINT, LOG_FORMAT_TEXT),
 #undef N
 };
 
@@ -259,6 +265,10 @@ static const struct bad_case {
     {"delivery_concurrency = 0", "out of range"},
     {"bare_newline = maybe", "bare_newline: \"maybe\" is not one of reject, normalize"},
     {"log_level = verbose", "is not one of error, warn, info, debug"},
+    {"log_format = xml", "log_format: \"xml\" is not one of text, json"},
+    {"log_target = sterr", "log_target: \"sterr\" is not stderr, syslog or the path of a file"},
+    {"log_target = tern.log", "write ./tern.log for a file in the working directory"},
+    {"log_target = /var/log/a b", "log_target takes one value"},
     {"hostname = bad_name.test", "hostname: \"bad_name.test\" is not a domain name"},
     {"hostname = a..b", "is not a domain name"},
     {"hostname = -a.test", "is not a domain name"},
@@ -441,6 +451,27 @@ static void test_strings_and_lists(void **state)
     assert_string_equal(c->maildir_root, "/srv/mail");
     assert_string_equal(c->spool_dir, "/srv/sp#ool");
     config_free(c);
+
+    /* log_target: stderr, syslog, or a path with a '/'; empty is stderr. */
+    static const struct {
+        const char *line, *want;
+    } targets[] = {
+        {"log_target = syslog\n", "syslog"},
+        {"log_target = stderr\n", "stderr"},
+        {"log_target = /var/log/tern.log\n", "/var/log/tern.log"},
+        {"log_target = ./tern.log\n", "./tern.log"},
+        {"log_target = var/log/tern.log\n", "var/log/tern.log"},
+        {"log_target =\n", "stderr"},
+    };
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        char *text = cat("mx_listen = 127.0.0.1:25\n", targets[i].line);
+        c = parse(text, &d);
+        assert_non_null(c);
+        assert_int_equal(d.n, 0);
+        assert_string_equal(c->log_target, targets[i].want);
+        config_free(c);
+        free(text);
+    }
 
     /* Empty values: lists empty, scalars default. */
     c = parse("mx_listen = 127.0.0.1:25\nhostname =\naliases_file =\nmaildir_root =\n"
