@@ -88,6 +88,7 @@ static void usage(FILE *f)
           "       tern cert selfsigned [-c FILE] [--force]   write a self-signed TLS pair\n"
           "       tern user add|passwd|del|list ...   edit or list the user store\n"
           "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
+          "       tern send [--server HOST] ... --to ADDR   send a message (tern send --help)\n"
           "       tern version\n",
           f);
 }
@@ -466,6 +467,8 @@ int main(int argc, char **argv)
         return cli_user(argc - 1, argv + 1);
     if (strcmp(cmd, "resolve") == 0)
         return cli_resolve(argc - 1, argv + 1);
+    if (strcmp(cmd, "send") == 0)
+        return cli_send(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

@@ -35,4 +35,9 @@ int cli_user(int argc, char **argv);
    configuration, 2 bad usage, 75 temporary failure. */
 int cli_resolve(int argc, char **argv);
 
+/* `tern send [--server HOST] [--port N] [--tls starttls|implicit|none] ... --to ADDR`:
+   build a message and submit it over SMTP (see send.c and docs/send.md). Exit
+   status 0 sent, 1 refused or failed, 2 bad usage, 75 temporary failure. */
+int cli_send(int argc, char **argv);
+
 #endif
