@@ -378,7 +378,16 @@ static int mailbox(struct buf *out, size_t *col, const char *s, bool first)
     const char *d = mb.display;
     size_t dl = mb.display_len;
     bool enc = d && needs_encoding(d, dl);
-    size_t est = mb.addr_len + (d ? (enc ? 2 : dl + 5) : 0);
+    /* its length on the line (of an encoded name, its first word's), and a
+       ',' after it */
+    size_t words = (dl + 2) / 3 * 4 + 12;
+    size_t est =
+        mb.addr_len + 1 +
+        (d ? (enc ? 3 + (words < COMPOSE_WORD_MAX ? words : COMPOSE_WORD_MAX) : dl + 3) : 0);
+    for (size_t j = 0; d && !enc && !phrase_plain(d, dl) && j < dl; j++)
+        est += (d[j] == '"' || d[j] == '\\') ? 2 : 0;
+    if (d && !enc && !phrase_plain(d, dl))
+        est += 2;
     if (!first) {
         if (puts_(out, ",") < 0)
             return -1;
