@@ -263,7 +263,7 @@ static int folded_text(struct buf *out, size_t *col, const char *s, size_t n)
         while (we < n && s[we] != ' ' && s[we] != '\t')
             we++;
         size_t len = we - i;
-        if (i > 0 && ws > i && *col + len > COMPOSE_LINE) {
+        if (i > 0 && ws > i && we > ws && *col + len > COMPOSE_LINE) {
             /* fold: the white space moves to the start of the next line */
             if (puts_(out, "\r\n") < 0)
                 return -1;
