@@ -2,7 +2,7 @@
  * main - the tern program: subcommand dispatch and the wiring of `tern serve`,
  * the only file that sees every module.
  *
- *   tern serve [-c FILE]   run the server in the foreground (logs on stderr)
+ *   tern serve [-c FILE]   run the server in the foreground (logs to log_target)
  *   tern check [-c FILE]   validate the configuration
  *   tern version
  *
