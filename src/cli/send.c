@@ -453,16 +453,13 @@ static int read_reply(struct conn *c, struct smtp_reply *r)
 /* Send a command line (CRLF added) and read its reply. */
 static int command(struct conn *c, struct smtp_reply *r, const char *line)
 {
-    char buf[SMTP_REPLY_LINE_MAX * 2];
     size_t n = strlen(line);
-    if (n + 2 > sizeof buf) {
-        conn_fail(c, false, "command too long");
-        return -1;
-    }
+    char *buf = xmalloc(n + 2);
     memcpy(buf, line, n);
     memcpy(buf + n, "\r\n", 2);
     int rc = conn_write(c, buf, n + 2) < 0 ? -1 : read_reply(c, r);
-    OPENSSL_cleanse(buf, sizeof buf); /* AUTH lines */
+    OPENSSL_cleanse(buf, n + 2); /* AUTH lines */
+    free(buf);
     return rc;
 }
 
@@ -548,11 +545,20 @@ static int auth(struct conn *c, const struct smtp_peer_ext *ext, const char *use
         memcpy(raw + 1, user, ul);
         raw[ul + 1] = '\0';
         memcpy(raw + ul + 2, password, pl);
-        buf_puts(&b, "AUTH PLAIN ");
         compose_base64(&b, raw, ul + pl + 2);
         OPENSSL_cleanse(raw, ul + pl + 2);
         free(raw);
-        if (command(c, &r, b.data) < 0)
+        /* RFC 4954 §4: an initial response that would make the command line
+           too long (512 octets) goes after an empty challenge instead */
+        bool initial = b.len + 13 <= 510;
+        char *line = xmalloc(b.len + 16);
+        snprintf(line, b.len + 16, "AUTH PLAIN%s%s", initial ? " " : "", initial ? b.data : "");
+        int k = command(c, &r, line);
+        OPENSSL_cleanse(line, b.len + 16);
+        free(line);
+        if (k == 0 && !initial && r.code == 334)
+            k = command(c, &r, b.data);
+        if (k < 0)
             rc = io_failed(c);
         else if (r.code != 235)
             rc = refused("AUTH PLAIN", &r);
@@ -1030,6 +1036,8 @@ static int prepare(struct job *j)
     hex(rnd, 12, idhex);
     hex(rnd + 12, 12, bhex);
     const char *dom = strrchr(j->sender, '@');
+    if (dom && has_8bit(dom))
+        dom = NULL; /* a Message-ID is ASCII */
     snprintf(j->message_id, sizeof j->message_id, "<%" PRIx64 ".%s@%s>", (uint64_t)time(NULL),
              idhex, dom ? dom + 1 : "localhost");
     char boundary[64];

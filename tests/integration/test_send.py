@@ -370,3 +370,24 @@ def test_progress_bar(tern, tmp_path):
     for _, data in msgs:
         (a,) = list(parse(data).iter_attachments())
         assert a.get_payload(decode=True) == big.read_bytes()
+
+
+def test_long_password_auth_plain_after_challenge(tern, tmp_path):
+    """An AUTH PLAIN initial response that would pass 512 octets goes after
+    the server's empty 334 challenge (RFC 4954 §4)."""
+    srv = tern({"log_level": "debug"}, start=False)
+    password = "p" * 400  # AUTH PLAIN with it would be a line of 571 octets
+    p = subprocess.run([str(tern_bin()), "user", "add", "-f", str(srv.users_file),
+                        "--password-stdin", "long@example.test"],
+                       input=(password + "\n").encode(), capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    srv.start()
+    r = run_send(["--server", "127.0.0.1", "--port", str(srv.submission_port), "--insecure",
+                  "--user", "long@example.test", "--password-file",
+                  str(pwfile(tmp_path, password)), "--to", "demo@example.test",
+                  "--body-file", "/dev/null", "--quiet"])
+    assert r.returncode == 0, r.stderr.decode()
+    srv.wait_messages("demo@example.test", 1)
+    log = srv.log()
+    assert "event=auth_ok client=127.0.0.1 mech=PLAIN user=long@example.test" in log
+    assert password not in log
