@@ -280,10 +280,11 @@ static void on_sigusr1(void *arg, int signo)
     struct daemon *d = arg;
     (void)signo;
     char err[512];
-    if (log_reopen(err, sizeof err) < 0)
+    int r = log_reopen(err, sizeof err);
+    if (r < 0)
         log_error("event=log_reopen_failed error=\"%s\" note=\"still writing to the old file\"",
                   err);
-    else
+    else if (r == 0)
         log_info("event=log_reopened target=%s", d->cfg->log_target);
 }
 

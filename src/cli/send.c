@@ -106,12 +106,16 @@ struct send_opts {
     const char *password_file; /* --password-file */
     bool password_stdin;       /* --password-stdin */
     const char *from;          /* --from */
-    struct strlist to, cc, bcc, attach, headers;
-    const char *subject;   /* --subject */
-    const char *body_file; /* --body-file; NULL: standard input */
-    const char *helo;      /* --helo */
-    int timeout;           /* --timeout, seconds */
-    bool quiet;            /* --quiet */
+    struct strlist to;         /* --to: recipients in To: */
+    struct strlist cc;         /* --cc: recipients in Cc: */
+    struct strlist bcc;        /* --bcc: recipients in no header field */
+    struct strlist attach;     /* --attach: files */
+    struct strlist headers;    /* --header: "Name: value" */
+    const char *subject;       /* --subject */
+    const char *body_file;     /* --body-file; NULL: standard input */
+    const char *helo;          /* --helo */
+    int timeout;               /* --timeout, seconds */
+    bool quiet;                /* --quiet */
 };
 
 /* One connection to the server. */
@@ -891,20 +895,21 @@ static const char *base_name(const char *path)
     return s && s[1] ? s + 1 : path;
 }
 
+/* One run of the command: the options, what was read, the message built. */
 struct job {
     struct send_opts o;
-    char password[SEND_PASSWORD_MAX + 1];
-    uint8_t *body;
+    char password[SEND_PASSWORD_MAX + 1]; /* wiped by job_free */
+    uint8_t *body;                        /* the text read */
     size_t body_len;
-    uint8_t **files;
-    struct compose_part *parts;
-    struct compose_field *fields;
-    char **field_names;
-    struct buf msg;
-    char message_id[300];
-    char **rcpts; /* envelope recipients */
+    uint8_t **files;              /* the attachments' contents, one per --attach */
+    struct compose_part *parts;   /* ... as parts of the message */
+    struct compose_field *fields; /* the --header fields */
+    char **field_names;           /* ... their names (owned) */
+    struct buf msg;               /* the message, CRLF lines, not dot-stuffed */
+    char message_id[300];         /* "<...>" as in the message */
+    char **rcpts;                 /* envelope recipients (owned): to, cc, bcc */
     size_t nrcpts;
-    char sender[SMTP_PATH_MAX + 1];
+    char sender[SMTP_PATH_MAX + 1]; /* envelope sender */
 };
 
 static void job_free(struct job *j)

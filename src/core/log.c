@@ -254,7 +254,7 @@ int log_reopen(char *err, size_t errlen)
     pthread_mutex_lock(&log_mu);
     if (target != TARGET_FILE) {
         pthread_mutex_unlock(&log_mu);
-        return 0;
+        return 1;
     }
     /* Only the loop thread opens, reopens or closes, so the path stays. */
     const char *path = log_path;

@@ -29,7 +29,8 @@ void log_flush(void);
 
 /*
  * Send the log to target from now on: "stderr", "syslog" (openlog("tern",
- * LOG_PID, LOG_MAIL), the level as the priority) or the path of a file, opened
+ * LOG_PID | LOG_NDELAY, LOG_MAIL): connected at once; the level is the
+ * priority) or the path of a file, opened
  * for appending (created 0640 when missing, close-on-exec). What was logged
  * before goes to the old target first. Returns 0, or -1 with err filled (the
  * old target stays).
@@ -38,8 +39,8 @@ int log_open(const char *target, enum log_format format, char *err, size_t errle
 /*
  * Reopen the file target by its path (after logrotate renamed it: SIGUSR1).
  * Lines logged before the call are written to the old file first, so none is
- * lost. 0, or -1 with err filled (the old file stays in use). Does nothing for
- * stderr and syslog.
+ * lost. 0, or -1 with err filled (the old file stays in use); 1 (nothing done)
+ * for stderr and syslog.
  */
 int log_reopen(char *err, size_t errlen);
 /* Flush, then go back to stderr and text (closing a file, closelog). */

@@ -68,10 +68,15 @@ def test_json_lines(tern):
     assert list(refused) == ["nobody@example.test"]
     srv.wait_messages("demo@example.test", 1)
     srv.wait_log(r'"event":"removed"')
+    # SIGUSR1 with the log on stderr: nothing to reopen, nothing logged, still running
+    srv.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    assert srv.running
     srv.stop_clean()
 
     lines = json_lines(srv.log())
     assert len(lines) > 10
+    assert not any("reopen" in o.get("event", "") for o in lines)
     for obj in lines:
         assert list(obj)[:2] == ["ts", "level"], obj
         assert TS_RE.match(obj["ts"]), obj
