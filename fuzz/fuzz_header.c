@@ -87,6 +87,55 @@ static void parse(const char *v, size_t len)
     free(joined);
 }
 
+/* Drop fields whose name starts with the selector octet (any case). */
+static bool drop_by_first(void *arg, const char *name, size_t namelen, const char *value,
+                          size_t valuelen)
+{
+    (void)value;
+    (void)valuelen;
+    unsigned char sel = *(const unsigned char *)arg;
+    return namelen > 0 && ((unsigned char)name[0] | 0x20) == (sel | 0x20);
+}
+
+static bool drop_none(void *arg, const char *name, size_t namelen, const char *value,
+                      size_t valuelen)
+{
+    (void)arg;
+    (void)name;
+    (void)namelen;
+    (void)value;
+    (void)valuelen;
+    return false;
+}
+
+/* Removing fields keeps every other octet in order, and removing none
+   changes nothing. */
+static void check_remove(const uint8_t *in, size_t len, uint8_t sel)
+{
+    uint8_t *a = malloc(len ? len : 1), *b = malloc(len ? len : 1);
+    memcpy(a, in, len);
+    memcpy(b, in, len);
+    size_t removed = 0;
+    if (smtp_hdr_remove(b, len, drop_none, NULL, &removed) != len || removed != 0 ||
+        memcmp(a, b, len) != 0)
+        abort();
+    size_t n = smtp_hdr_remove(a, len, drop_by_first, &sel, &removed);
+    if (n > len || (removed == 0) != (n == len))
+        abort();
+    /* the result is a subsequence of the input with the same tail */
+    size_t j = 0;
+    for (size_t i = 0; i < len && j < n; i++)
+        if (in[i] == a[j])
+            j++;
+    if (j != n)
+        abort();
+    /* nothing left to remove */
+    if (smtp_hdr_remove(a, n, drop_by_first, &sel, &removed) != n || removed != 0)
+        abort();
+    free(a);
+    free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -117,5 +166,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     parse(whole.from, whole.from_len);
     parse((const char *)in, len);
+    check_remove(in, len, data[0]);
     return 0;
 }

@@ -15,7 +15,7 @@ set -euo pipefail
 build_pkgs=(
 	meson ninja-build pkg-config gcc
 	libevent-dev libssl-dev libcmocka-dev
-	libunbound-dev libopendkim-dev libpsl-dev libcrypt-dev
+	libunbound-dev libopendkim-dev libpsl-dev libidn2-dev publicsuffix libcrypt-dev
 )
 test_pkgs=(
 	python3 python3-pytest python3-pytest-timeout python3-aiosmtpd python3-dnslib python3-dkim python3-spf python3-nacl

@@ -29,7 +29,12 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "event/event.h"
+#include "mailauth/dkim.h"
+#include "mailauth/dkimkey.h"
+#include "mailauth/dmarc_check.h"
+#include "mailauth/orgdomain.h"
 #include "sched/sched.h"
+#include "server/msgauth.h"
 #include "server/server.h"
 #include "spool/spool.h"
 #include "tls/tls.h"
@@ -79,7 +84,55 @@ struct daemon {
     struct transport_auth relay_auth;   /* relayhost_auth_file (secret) */
     struct ev_timer *reload_timer;      /* watches the user store and the map */
     struct stat users_st, senders_st;   /* what was loaded */
+    /* mail authentication (server/msgauth.h) */
+    struct dkim_ctx *dkim;
+    struct dkim_keystore *dkim_keys;
+    struct orgdomain *org;
+    struct dmarc_checker *dmarc;
+    struct ev_workers *sign_workers; /* DKIM signatures */
+    struct msgauth_ctx mailauth;
 };
+
+/* What mail authentication needs: libopendkim, the DKIM key store, the public
+   suffix list and the DMARC checker on the resolver. Fatal when one cannot be
+   had. */
+static void load_mailauth(struct daemon *d, size_t nthreads)
+{
+    char err[512];
+    d->dkim = dkim_ctx_new(err, sizeof err);
+    if (!d->dkim)
+        fatal("event=fatal reason=\"cannot start DKIM\" error=\"%s\"", err);
+    struct config_diags diags = {0};
+    d->dkim_keys = dkim_keystore_load(d->cfg->dkim_key_dir, &diags);
+    for (size_t i = 0; i < diags.n; i++)
+        log_error("event=dkim_key_error file=%s error=\"%s\"", diags.v[i].file, diags.v[i].msg);
+    config_diags_free(&diags);
+    if (!d->dkim_keys)
+        fatal("event=fatal reason=\"invalid DKIM key store\" dir=%s", d->cfg->dkim_key_dir);
+    log_info("event=dkim_keys_loaded dir=%s keys=%zu", d->cfg->dkim_key_dir,
+             dkim_keystore_count(d->dkim_keys));
+    d->org = orgdomain_new(NULL, err, sizeof err);
+    if (!d->org)
+        fatal("event=fatal reason=\"cannot load the public suffix list\" error=\"%s\"", err);
+    d->dmarc = dmarc_checker_new(d->loop, d->dns, d->org);
+    d->sign_workers = ev_workers_new(d->loop, nthreads, 0);
+    d->mailauth = (struct msgauth_ctx){.loop = d->loop,
+                                       .dns = d->dns,
+                                       .dkim = d->dkim,
+                                       .keys = d->dkim_keys,
+                                       .dmarc = d->dmarc,
+                                       .org = d->org,
+                                       .workers = d->sign_workers};
+}
+
+static void free_mailauth(struct daemon *d)
+{
+    ev_workers_free(d->sign_workers); /* joins; done callbacks free their jobs */
+    dmarc_checker_free(d->dmarc);
+    orgdomain_free(d->org);
+    dkim_keystore_free(d->dkim_keys);
+    dkim_ctx_free(d->dkim);
+}
 
 static void usage(FILE *f)
 {
@@ -89,6 +142,10 @@ static void usage(FILE *f)
           "       tern user add|passwd|del|list ...   edit or list the user store\n"
           "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
           "       tern send [--server HOST] ... --to ADDR   send a message (tern send --help)\n"
+          "       tern spf [-c FILE] [--helo NAME] IP SENDER   the SPF result for a sender\n"
+          "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
+          "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
+          "       tern dmarc [-c FILE] --from DOMAIN [--spf R:D] [--dkim R:D]...   check DMARC\n"
           "       tern version\n",
           f);
 }
@@ -400,6 +457,10 @@ static int cmd_serve(int argc, char **argv)
     sched_set_relay(d.sched, d.relay);
     sched_set_transports(d.sched, d.transports);
     spool_foreach(d.spool, queue_message, &d);
+    {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        load_mailauth(&d, ncpu > 0 ? (size_t)ncpu : 1);
+    }
 
     struct server_deps deps = {.loop = d.loop,
                                .spool = d.spool,
@@ -409,7 +470,8 @@ static int cmd_serve(int argc, char **argv)
                                .tls = d.tls,
                                .users = d.users,
                                .senders = d.senders,
-                               .auth_workers = d.auth_workers};
+                               .auth_workers = d.auth_workers,
+                               .mailauth = &d.mailauth};
     d.server = server_new(&deps, err, sizeof err);
     if (!d.server)
         fatal("event=fatal reason=\"cannot listen\" error=\"%s\"", err);
@@ -425,6 +487,7 @@ static int cmd_serve(int argc, char **argv)
     int rc = ev_loop_run(d.loop);
 
     server_free(d.server);
+    free_mailauth(&d);
     ev_workers_free(d.auth_workers);
     ev_workers_free(d.workers); /* joins; done callbacks record outcomes */
     relay_free(d.relay);        /* jobs left end deferred, recorded by the scheduler */
@@ -470,6 +533,14 @@ int main(int argc, char **argv)
         return cli_resolve(argc - 1, argv + 1);
     if (strcmp(cmd, "send") == 0)
         return cli_send(argc - 1, argv + 1);
+    if (strcmp(cmd, "spf") == 0)
+        return cli_spf(argc - 1, argv + 1);
+    if (strcmp(cmd, "dkim") == 0)
+        return cli_dkim(argc - 1, argv + 1);
+    if (strcmp(cmd, "dns") == 0)
+        return cli_dns(argc - 1, argv + 1);
+    if (strcmp(cmd, "dmarc") == 0)
+        return cli_dmarc(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

@@ -39,5 +39,24 @@ int cli_resolve(int argc, char **argv);
    build a message and submit it over SMTP (see send.c and docs/send.md). Exit
    status 0 sent, 1 refused or failed, 2 bad usage, 75 temporary failure. */
 int cli_send(int argc, char **argv);
+/* `tern spf [-c FILE] [--helo NAME] [--identity mailfrom|helo] IP SENDER`:
+   the SPF result (RFC 7208) for that client and sender, on one line. Exit
+   status 0 for any result, 1 bad configuration, 2 bad usage. */
+int cli_spf(int argc, char **argv);
+/* `tern dkim keygen|sign|verify ...`: make DKIM keys, sign and verify
+   messages (see dkim.c). Exit status 0 done (verify: a signature passed), 1
+   error or no passing signature, 2 bad usage. */
+int cli_dkim(int argc, char **argv);
+
+/* `tern dns [-c FILE] DOMAIN [--check]`: the records to publish for DOMAIN,
+   or with --check how DNS compares. Exit status 0 ok, 1 missing or
+   different records or an error, 2 bad usage, 75 temporary DNS failure. */
+int cli_dns(int argc, char **argv);
+/* `tern dmarc [-c FILE] --from DOMAIN [--spf RESULT:DOMAIN] [--dkim
+   RESULT:DOMAIN[:SELECTOR]]... [--pct-roll N] [--report [--ip ADDR]]`: DMARC
+   discovery and evaluation for a From domain and SPF/DKIM results (see
+   dmarc.c). Exit status 0 evaluated, 75 temperror, 1 bad configuration, 2
+   bad usage. */
+int cli_dmarc(int argc, char **argv);
 
 #endif

@@ -383,11 +383,14 @@ enum key_type {
     KT_PORT,       /* uint32_t 1 to 65535 */
     KT_DNSPREFER,  /* ipv6 | ipv4 */
     KT_OTLS,       /* may | none | encrypt | verify */
+    KT_SPFACTION,  /* record | reject */
     KT_FORWARDERS, /* list of address[@port] */
     KT_SIZE64,     /* uint64_t octets, K/M/G suffixes */
     KT_SIZE,       /* size_t octets, K/M/G suffixes */
     KT_COUNT,      /* size_t, plain digits */
     KT_TIME,       /* uint32_t seconds, s/m/h/d suffixes */
+    KT_DMARCACT,   /* reject | quarantine | record */
+    KT_FIELDNAME,  /* a header field name (RFC 5322 ftext); empty: the default */
 };
 
 struct key_def {
@@ -476,6 +479,20 @@ static const struct key_def keys[] = {
     {"relayhost", KT_STRING, F(relayhost), 0, 0, 0, NULL, 0},
     {"relayhost_auth_file", KT_PATH_OPT, F(relayhost_auth_file), 0, 0, 0, NULL, 0},
     {"transport_file", KT_PATH_OPT, F(transport_file), 0, 0, 0, NULL, 0},
+    {"spf_verify", KT_BOOL, F(spf_verify), 1, 0, 0, NULL, 0},
+    {"spf_fail_action", KT_SPFACTION, F(spf_fail_action), CONFIG_SPF_FAIL_RECORD, 0, 0, NULL, 0},
+    {"spf_timeout", KT_TIME, F(spf_timeout), 20, 1, 600, NULL, 0},
+    {"dkim_sign", KT_BOOL, F(dkim_sign), 1, 0, 0, NULL, 0},
+    {"dkim_verify", KT_BOOL, F(dkim_verify), 1, 0, 0, NULL, 0},
+    {"dkim_key_dir", KT_PATH, F(dkim_key_dir), 0, 0, 0, "/etc/tern/dkim", 0},
+    /* DMARC and Authentication-Results */
+    {"dmarc_verify", KT_BOOL, F(dmarc_verify), 1, 0, 0, NULL, 0},
+    {"dmarc_reject_action", KT_DMARCACT, F(dmarc_reject_action), CONFIG_DMARC_REJECT, 0, 0, NULL,
+     0},
+    {"dmarc_quarantine_header", KT_FIELDNAME, F(dmarc_quarantine_header), 0, 0, 0,
+     "X-Tern-Quarantine", 0},
+    {"dmarc_report_dir", KT_PATH_OPT, F(dmarc_report_dir), 0, 0, 0, NULL, 0},
+    {"authserv_id", KT_HOSTNAME, F(authserv_id), 0, 0, 0, NULL, 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -495,6 +512,8 @@ static const char *const bool_names[] = {"no", "yes"};
 static const char *const prefer_names[] = {"ipv6", "ipv4"};
 static const char *const otls_names[] = {"may", "none", "encrypt", "verify"};
 static const char *const logformat_names[] = {"text", "json"};
+static const char *const spfaction_names[] = {"record", "reject"};
+static const char *const dmarcact_names[] = {"reject", "quarantine", "record"};
 
 /* The names of an enumerated key's values, their count, and how an error lists them. */
 static const char *const *enum_names(enum key_type t, size_t *n, const char **list)
@@ -524,6 +543,14 @@ static const char *const *enum_names(enum key_type t, size_t *n, const char **li
         *n = 2;
         *list = "text, json";
         return logformat_names;
+    case KT_SPFACTION:
+        *n = 2;
+        *list = "record, reject";
+        return spfaction_names;
+    case KT_DMARCACT:
+        *n = 3;
+        *list = "reject, quarantine, record";
+        return dmarcact_names;
     default:
         *n = 4;
         *list = "error, warn, info, debug";
@@ -696,6 +723,8 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
     case KT_TLSVER:
     case KT_DNSPREFER:
     case KT_OTLS:
+    case KT_SPFACTION:
+    case KT_DMARCACT:
         *(int *)(void *)f = (int)v;
         break;
     case KT_BOOL:
@@ -1011,6 +1040,18 @@ static void do_mailboxes(struct parser *p, const struct key_def *k, const struct
     p->mailbox_line = lines;
 }
 
+/* A header field name: ftext (RFC 5322 §3.6.8), short enough to leave room
+   for its value on a line. */
+static bool valid_field_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 76)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 33 || (unsigned char)s[i] > 126 || s[i] == ':')
+            return false;
+    return true;
+}
+
 static void config_line(void *arg, const struct cfg_lline *l)
 {
     struct parser *p = arg;
@@ -1097,6 +1138,8 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_BOOL:
     case KT_DNSPREFER:
     case KT_OTLS:
+    case KT_SPFACTION:
+    case KT_DMARCACT:
         do_enum(p, k, v, vlen, line);
         break;
     case KT_LOGTARGET:
@@ -1110,6 +1153,18 @@ static void config_line(void *arg, const struct cfg_lline *l)
                       "%s: \"%.*s%s\" is not stderr, syslog or the path of a file (a path holds "
                       "a '/': write ./%.*s%s for a file in the working directory)",
                       k->name, CFG_EX(v, vlen), CFG_EX(v, vlen));
+        break;
+    case KT_FIELDNAME:
+        if (vlen == 0) {
+            set_string(p->cfg, k, xstrdup(k->sdef));
+        } else if (!valid_field_name(v, vlen)) {
+            cfg_error(&p->dc, line,
+                      "%s: \"%.*s%s\" is not a header field name (printable characters "
+                      "without a colon, at most 76)",
+                      k->name, CFG_EX(v, vlen));
+        } else {
+            set_string(p->cfg, k, xstrndup(v, vlen));
+        }
         break;
     default:
         do_number(p, k, v, vlen, line);
@@ -1127,8 +1182,10 @@ static void set_defaults(struct config *cfg)
             break;
         case KT_STRING:
         case KT_LOGTARGET:
+        case KT_FIELDNAME:
             set_string(cfg, k, k->sdef ? xstrdup(k->sdef) : NULL);
             break;
+        case KT_DMARCACT:
         case KT_NEWLINE:
         case KT_LOGLEVEL:
         case KT_LOGFORMAT:
@@ -1136,6 +1193,7 @@ static void set_defaults(struct config *cfg)
         case KT_BOOL:
         case KT_DNSPREFER:
         case KT_OTLS:
+        case KT_SPFACTION:
         case KT_PORT:
         case KT_SIZE64:
         case KT_SIZE:
@@ -1212,6 +1270,9 @@ static void check_all(struct parser *p)
                                     sizeof err) < 0)
             cfg_error(&p->dc, 0, "relayhost: %s", err);
     }
+    if (!cfg->authserv_id && cfg->hostname)
+        cfg->authserv_id = xstrdup(cfg->hostname);
+
     if (cfg->relayhost_auth_file && !cfg->relayhost)
         cfg_error(&p->dc, 0, "relayhost_auth_file is given without relayhost");
 
@@ -1328,6 +1389,8 @@ struct config *config_load(const char *file, struct config_diags *diags)
         }
         cfg->hostname = xstrdup(name);
     }
+    if (cfg && !cfg->authserv_id)
+        cfg->authserv_id = xstrdup(cfg->hostname);
     return cfg;
 }
 
@@ -1354,12 +1417,16 @@ void config_free(struct config *cfg)
     free(cfg->users_file);
     free(cfg->sender_login_maps);
     list_free(&cfg->dns_forwarders);
+    free(cfg->dkim_key_dir);
     free(cfg->outbound_tls_ca_file);
     free(cfg->dns_trust_anchor);
     free(cfg->relayhost);
     free(cfg->relayhost_auth_file);
     free(cfg->transport_file);
     free(cfg->log_target);
+    free(cfg->dmarc_quarantine_header);
+    free(cfg->dmarc_report_dir);
+    free(cfg->authserv_id);
     free(cfg);
 }
 

@@ -44,6 +44,21 @@ enum config_outbound_tls {
     CONFIG_OTLS_VERIFY,  /* STARTTLS required, certificate chain and host name verified */
 };
 
+/* spf_fail_action: what the mx session does with an SPF fail of MAIL FROM */
+enum config_spf_fail_action {
+    CONFIG_SPF_FAIL_RECORD = 0, /* accept; the result goes into Received-SPF and
+                                   Authentication-Results */
+    CONFIG_SPF_FAIL_REJECT,     /* 550 5.7.23 at MAIL FROM (RFC 7372 §3.2) */
+};
+
+/* dmarc_reject_action: what Tern does with a message whose DMARC policy asks
+   for reject (docs/dmarc.md) */
+enum config_dmarc_action {
+    CONFIG_DMARC_REJECT = 0, /* 550 5.7.1 at the end of data */
+    CONFIG_DMARC_QUARANTINE, /* accept and add dmarc_quarantine_header */
+    CONFIG_DMARC_RECORD,     /* accept; the result is only recorded */
+};
+
 /* tls_min_version */
 enum config_tls_version { CONFIG_TLS_1_2 = 0, CONFIG_TLS_1_3 };
 
@@ -138,6 +153,22 @@ struct config {
     char *relayhost;           /* smarthost for all non-local mail ("[host]:port"); NULL: MX */
     char *relayhost_auth_file; /* "user password" for AUTH to the relayhost; NULL: no AUTH */
     char *transport_file;      /* per-domain routes; NULL: none */
+    /* SPF (RFC 7208) on mx listeners: docs/spf.md */
+    bool spf_verify;      /* check the HELO and MAIL FROM identities; default yes */
+    int spf_fail_action;  /* enum config_spf_fail_action; default record */
+    uint32_t spf_timeout; /* seconds for one whole check; default 20 (§4.6.4) */
+    /* DKIM (mailauth/dkimkey.h) */
+    char *dkim_key_dir; /* <dir>/<domain>/<selector>.key; default /etc/tern/dkim */
+    bool dkim_sign;     /* sign mail of authenticated users and trusted networks; yes */
+    bool dkim_verify;   /* verify signatures of mail received on mx listeners; yes */
+    /* DMARC and Authentication-Results (docs/dmarc.md) */
+    bool dmarc_verify;             /* evaluate DMARC on mx listeners; default yes */
+    int dmarc_reject_action;       /* enum config_dmarc_action; default reject */
+    char *dmarc_quarantine_header; /* field name added to quarantined mail: default
+                                      X-Tern-Quarantine (value "yes") */
+    char *dmarc_report_dir;        /* per-day aggregate report data; NULL: none */
+    char *authserv_id;             /* Authentication-Results authserv-id; default hostname
+                                      (NULL from config_parse only when hostname is unset) */
 };
 
 /* One parse error or warning, with where it was found. */

@@ -218,6 +218,11 @@ struct dns_resolver *dns_resolver_new(struct ev_loop *loop, const struct config 
     return r;
 }
 
+struct ev_loop *dns_resolver_loop(const struct dns_resolver *r)
+{
+    return r->loop;
+}
+
 /* Cancel q if it is in flight. */
 static void query_cancel(struct dns_resolver *r, struct query *q)
 {

@@ -100,6 +100,9 @@ struct dns_resolver *dns_resolver_new(struct ev_loop *loop, const struct config 
 /* Cancel every lookup in flight (their callbacks are not called) and free
    the resolver and libunbound's context. NULL does nothing. */
 void dns_resolver_free(struct dns_resolver *r);
+/* The loop the resolver runs on (for callers that need timers of their own
+   next to their queries). */
+struct ev_loop *dns_resolver_loop(const struct dns_resolver *r);
 
 /* Where mail for `domain` goes (RFC 5321 §5.1): its MX hosts in order, each
    with its addresses, or the domain itself when it has no MX; see enum

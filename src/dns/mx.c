@@ -392,6 +392,8 @@ bool dns_query_name_normalize(const char *in, char out[DNS_NAME_MAX + 1])
         }
         out[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
     }
+    if (label == 0)
+        return false; /* "a.b..": an empty last label */
     out[len] = '\0';
     return true;
 }

@@ -14,6 +14,7 @@
 
 struct ev_loop;
 struct ev_workers;
+struct msgauth_ctx;
 struct spool;
 struct sched;
 struct server;
@@ -32,6 +33,7 @@ struct server_deps {
     const struct userdb *users;         /* NULL: nobody can authenticate */
     const struct sender_login *senders; /* sender_login_maps; NULL: a login owns itself */
     struct ev_workers *auth_workers;    /* password checks (DESIGN contract 3) */
+    const struct msgauth_ctx *mailauth; /* SPF, DKIM, DMARC; NULL: none */
 };
 
 /* Bind every listener of cfg. NULL with err filled when one cannot be bound. */

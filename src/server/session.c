@@ -39,6 +39,7 @@
 #include "core/util.h"
 #include "event/event.h"
 #include "sched/sched.h"
+#include "server/msgauth.h"
 #include "server/policy.h"
 #include "server/ratelimit.h"
 #include "smtp/header.h"
@@ -58,6 +59,10 @@
 
 /* Content is appended to the spool in pieces of this size. */
 #define APPEND_SIZE 65536
+/* Pending content held back until the header section has ended, so that
+   fields can still be inserted or removed in it (see tx_header_done). A
+   longer header section is written out, and later fields stay as they are. */
+#define HEADER_HOLD_MAX (2 * APPEND_SIZE)
 /* Octets of input decoded per step. */
 #define FEED_SIZE 32768
 /* Input buffered per connection before reading pauses. */
@@ -74,10 +79,12 @@ enum session_state {
     SESSION_CLOSING,   /* last reply sent; output flushing, then close */
     SESSION_AUTH,      /* reading a SASL response line after a 334 */
     SESSION_AUTH_WAIT, /* a password check runs, or a failed AUTH's reply is delayed */
+    SESSION_CHECK,     /* reading paused: mail authentication runs (SPF before the reply
+                          to MAIL, or the end-of-data checks and signatures) */
 };
 
-static const char *const state_names[] = {"cmd",    "skip",    "data", "bdat",
-                                          "commit", "closing", "auth", "auth_wait"};
+static const char *const state_names[] = {"cmd",     "skip", "data",      "bdat", "commit",
+                                          "closing", "auth", "auth_wait", "check"};
 
 /* One accepted recipient of the transaction (after alias expansion). */
 struct tx_rcpt {
@@ -106,7 +113,11 @@ struct tx {
     bool too_big;              /* content passed message_size_limit */
     int spool_error;           /* errno of a failed append, or 0 */
     bool msa;                  /* submission by an authenticated user: headers checked and fixed */
-    struct smtp_hdr_scan *hdr; /* header scanner when msa */
+    struct smtp_hdr_scan *hdr; /* header scanner (every message, while content arrives) */
+    bool hdr_handled;          /* tx_header_done ran */
+    bool hdr_spilled;          /* the header section outgrew HEADER_HOLD_MAX */
+    struct msgauth *auth;      /* SPF, DKIM, DMARC checks or DKIM signing */
+    bool mail_waits;           /* SESSION_CHECK: the reply to MAIL waits for SPF */
     uint8_t last_octet;        /* last content octet appended (msa: is a line open?) */
 };
 
@@ -159,6 +170,8 @@ static uint8_t feed_out[2 * FEED_SIZE + 2];
 
 static void session_process(struct session *s);
 static void session_resume(struct session *s);
+static void session_on_auth(void *arg);
+static void mail_reply(struct session *s);
 static void session_free(struct session *s);
 
 /* ---- state, replies, closing ---------------------------------------------- */
@@ -225,6 +238,7 @@ static void tx_reset(struct session *s)
     free(t->sender);
     free(t->first_rcpt);
     free(t->hdr);
+    msgauth_free(t->auth);
     buf_free(&t->pending);
     memset(t, 0, sizeof *t);
 }
@@ -239,6 +253,8 @@ static const struct smtp_status st_io_error = {451, "4.3.0",
 static void tx_flush_pending(struct session *s)
 {
     struct tx *t = &s->tx;
+    if (t->auth)
+        msgauth_stored(t->auth, t->pending.data, t->pending.len);
     int r = spool_append(s->env->deps->spool, t->qid, t->pending.data, t->pending.len);
     if (r < 0)
         t->spool_error = -r;
@@ -256,7 +272,37 @@ static void tx_store(struct session *s, const uint8_t *p, size_t n)
     if (buf_append(&t->pending, p, n) < 0)
         panic("content buffer overflow");
     t->last_octet = p[n - 1];
-    if (t->pending.len >= APPEND_SIZE)
+    if (t->pending.len < APPEND_SIZE)
+        return;
+    if (!t->hdr->done && t->pending.len < HEADER_HOLD_MAX)
+        return; /* the header section is still open: hold it */
+    if (!t->hdr->done && !t->hdr_spilled) {
+        t->hdr_spilled = true;
+        log_warn("sid=%s qid=%016" PRIX64 " event=header_spilled octets=%zu note=\"header "
+                 "section longer than %u octets: written as it came\"",
+                 s->id, t->qid, t->pending.len, (unsigned)HEADER_HOLD_MAX);
+    }
+    tx_flush_pending(s);
+}
+
+/* The header section has ended (or the content did without one): every field
+   of it is in the pending content unless it spilled. */
+static void tx_header_done(struct session *s)
+{
+    struct tx *t = &s->tx;
+    if (t->hdr_handled)
+        return;
+    t->hdr_handled = true;
+    if (t->auth && !t->too_big && !t->spool_error) {
+        /* a spilled section starts in written content: nothing to edit */
+        size_t len = t->hdr_spilled ? 0 : t->pending.len;
+        size_t n = msgauth_header_done(t->auth, t->hdr, (uint8_t *)t->pending.data, len);
+        if (n < len) {
+            t->pending.len = n;
+            t->pending.data[n] = '\0';
+        }
+    }
+    if (t->pending.len >= APPEND_SIZE && !t->too_big && !t->spool_error)
         tx_flush_pending(s);
 }
 
@@ -318,22 +364,33 @@ static void tx_content(struct session *s, const uint8_t *p, size_t n, bool from_
 {
     struct tx *t = &s->tx;
     if (from_client) {
+        if (t->auth && !t->too_big)
+            msgauth_received(t->auth, p, n);
         t->content += n;
         if (t->content > s->cfg->message_size_limit)
             t->too_big = true;
-        if (t->msa && !t->hdr->done && n > 0) {
+        if (!t->hdr->done && n > 0) {
             uint64_t base = t->hdr->offset;
             long end = smtp_hdr_feed(t->hdr, p, n);
             if (end >= 0) {
                 tx_store(s, p, (size_t)end);
-                msa_add_fields(s);
+                if (t->msa)
+                    msa_add_fields(s);
                 p += end;
                 n -= (size_t)end;
-            } else if (t->hdr->done) {
+                tx_store(s, p, n);
+                tx_header_done(s);
+                return;
+            }
+            if (t->hdr->done) {
                 /* A line that is not a field ended the header section, and it
                    started in an earlier piece: insert before it if it is still
                    pending (it nearly always is). */
-                msa_insert_fields(s, base - t->hdr->end);
+                if (t->msa)
+                    msa_insert_fields(s, base - t->hdr->end);
+                tx_store(s, p, n);
+                tx_header_done(s);
+                return;
             }
         }
     }
@@ -363,11 +420,11 @@ static void tx_begin_content(struct session *s, bool bdat)
     smtp_data_init(&t->dec, bdat, (enum smtp_newline)s->cfg->bare_newline, s->cfg->max_text_line,
                    s->cfg->max_header_count);
     buf_init(&t->pending, 2 * APPEND_SIZE + 2 * FEED_SIZE + 4096);
-    if (s->auth_user) {
-        t->msa = true;
-        t->hdr = xmalloc(sizeof *t->hdr);
-        smtp_hdr_init(t->hdr);
-    }
+    t->msa = s->auth_user != NULL;
+    t->hdr = xmalloc(sizeof *t->hdr);
+    smtp_hdr_init(t->hdr);
+    if (t->auth)
+        msgauth_content_begin(t->auth, t->qid);
 
     char date[64], tls[160] = "";
     rfc5322_date(now_real_us() / 1000000, date, sizeof date);
@@ -418,6 +475,7 @@ static const struct smtp_status *msa_check_from(struct session *s, char *who, si
 }
 
 static void session_committed(void *arg, spool_id id, int error);
+static void tx_commit(struct session *s);
 
 /* End of the message content (CRLF.CRLF or BDAT LAST): check it, commit it. */
 static void tx_end_content(struct session *s)
@@ -432,10 +490,20 @@ static void tx_end_content(struct session *s)
         if (!st && !t->hdr->done)
             msa_add_fields(s); /* no body: the fields go after the last header */
     }
+    if (!st)
+        tx_header_done(s);
     if (!st && !t->spool_error && t->pending.len > 0)
         tx_flush_pending(s);
     if (!st && t->spool_error)
         st = t->spool_error == ENOSPC ? &st_no_space : &st_io_error;
+    if (!st && t->auth) {
+        msgauth_finish(t->auth, t->hdr);
+        if (!msgauth_done(t->auth)) {
+            t->mail_waits = false;
+            session_set_state(s, SESSION_CHECK);
+            return; /* session_on_auth goes on */
+        }
+    }
     if (st) {
         if (from_addr[0])
             log_info("sid=%s event=reject client=%s cmd=%s user=%s header_from=<%s> "
@@ -449,7 +517,23 @@ static void tx_end_content(struct session *s)
         session_set_state(s, SESSION_CMD);
         return;
     }
+    tx_commit(s);
+}
 
+/* The content is complete and checked: refuse it if mail authentication
+   says so, else commit it with the header fields it adds. */
+static void tx_commit(struct session *s)
+{
+    struct tx *t = &s->tx;
+    const struct smtp_status *st = NULL;
+    char text[400];
+    if (t->auth && (st = msgauth_refusal(t->auth, text, sizeof text)) != NULL) {
+        log_reject(s, t->bdat ? "BDAT" : "DATA", st);
+        reply_status(s, st);
+        tx_reset(s);
+        session_set_state(s, SESSION_CMD);
+        return;
+    }
     struct spool_envelope env = {0};
     env.sender = t->sender;
     env.envid = t->mp.has_envid ? t->mp.envid : NULL;
@@ -460,6 +544,7 @@ static void tx_end_content(struct session *s)
     env.client_addr = s->client;
     env.listener = (char *)config_role_name(s->role);
     env.auth_user = s->auth_user;
+    env.prefix = t->auth ? (char *)msgauth_prefix(t->auth) : NULL;
     env.arrival = now_real_us() / 1000000;
     env.size = t->stored;
     env.nrcpt = t->nrcpt;
@@ -687,7 +772,63 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
     s->tx.active = true;
     s->tx.sender = xstrdup(path.addr);
     s->tx.mp = mp;
+    enum msgauth_mode mode = s->auth_user || s->trusted ? MSGAUTH_SIGN
+                             : s->role == ROLE_MX       ? MSGAUTH_VERIFY
+                                                        : MSGAUTH_NONE;
+    const struct msgauth_ctx *mctx = s->env->deps->mailauth;
+    if (mctx && mode != MSGAUTH_NONE) {
+        struct msgauth_params mpar = {s->id, s->client, s->helo, path.addr};
+        s->tx.auth = msgauth_new(mctx, s->cfg, mode, &mpar, session_on_auth, s);
+        if (s->cfg->spf_fail_action == CONFIG_SPF_FAIL_REJECT && msgauth_spf_pending(s->tx.auth)) {
+            /* the reply waits for SPF (session_on_auth) */
+            s->tx.mail_waits = true;
+            session_set_state(s, SESSION_CHECK);
+            return;
+        }
+    }
+    mail_reply(s);
+}
+
+/* The reply to an accepted MAIL: 250, or 550 5.7.23 when SPF failed and
+   spf_fail_action = reject (RFC 7372 §3.2). */
+static void mail_reply(struct session *s)
+{
+    char text[400];
+    const struct smtp_status *st =
+        s->tx.auth ? msgauth_spf_refusal(s->tx.auth, text, sizeof text) : NULL;
+    if (st) {
+        log_info("sid=%s event=reject client=%s cmd=MAIL from=<%s> reply=\"%d %s %s\"", s->id,
+                 s->client, s->tx.sender, st->code, st->enh, st->text);
+        reply_status(s, st);
+        tx_reset(s);
+        return;
+    }
     reply(s, 250, "2.1.0", "Ok");
+}
+
+/* Mail authentication made progress (from the event loop): go on where the
+   session waits for it. */
+static void session_on_auth(void *arg)
+{
+    struct session *s = arg;
+    struct tx *t = &s->tx;
+    if (s->state != SESSION_CHECK || !t->auth)
+        return;
+    if (t->mail_waits) {
+        if (msgauth_spf_pending(t->auth))
+            return;
+        t->mail_waits = false;
+        session_set_state(s, SESSION_CMD);
+        mail_reply(s);
+        session_resume(s);
+        return;
+    }
+    if (!msgauth_done(t->auth))
+        return;
+    session_set_state(s, SESSION_CMD);
+    tx_commit(s);
+    if (s->state == SESSION_CMD)
+        session_resume(s);
 }
 
 /* Record a delivery address unless the transaction already has it. */
@@ -1331,6 +1472,7 @@ static void session_process(struct session *s)
         case SESSION_COMMIT:
         case SESSION_CLOSING:
         case SESSION_AUTH_WAIT:
+        case SESSION_CHECK:
             return;
         }
     }
@@ -1370,7 +1512,7 @@ static void on_close(void *arg)
 static void on_timeout(void *arg)
 {
     struct session *s = arg;
-    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT) {
+    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT || s->state == SESSION_CHECK) {
         /* The client is waiting for us, not idle: reading resumes after the step. */
         s->read_stopped = true;
         return;
@@ -1383,7 +1525,7 @@ static void on_timeout(void *arg)
 static void on_lifetime(void *arg)
 {
     struct session *s = arg;
-    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT) {
+    if (s->state == SESSION_COMMIT || s->state == SESSION_AUTH_WAIT || s->state == SESSION_CHECK) {
         s->expired = true; /* closed once the step has its reply */
         return;
     }

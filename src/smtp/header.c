@@ -610,3 +610,59 @@ int smtp_addr_list_parse(const char *v, size_t len, char (*out)[SMTP_PATH_MAX + 
     }
     return (int)l.count;
 }
+
+/* ---- removing fields ----------------------------------------------------- */
+
+/* The end of the line that starts at i (the octet after its LF), or len when
+   the line has no LF within p. */
+static size_t line_end(const uint8_t *p, size_t len, size_t i)
+{
+    const uint8_t *nl = memchr(p + i, '\n', len - i);
+    return nl ? (size_t)(nl - p) + 1 : len;
+}
+
+size_t smtp_hdr_remove(uint8_t *p, size_t len, smtp_hdr_drop_fn drop, void *arg, size_t *removed)
+{
+    size_t in = 0, out = 0, count = 0;
+    while (in < len) {
+        /* the empty line ends the section */
+        if (p[in] == '\n' || (p[in] == '\r' && in + 1 < len && p[in + 1] == '\n'))
+            break;
+        /* a field: name, optional white space, colon */
+        size_t name_end = in;
+        while (name_end < len && is_ftext(p[name_end]))
+            name_end++;
+        size_t colon = name_end;
+        while (colon < len && is_wsp(p[colon]))
+            colon++;
+        if (name_end == in || colon >= len || p[colon] != ':')
+            break; /* not a field (or cut off): the section ends here */
+        /* the field runs until a line that does not start with white space */
+        size_t end = line_end(p, len, in);
+        while (end < len && is_wsp(p[end]))
+            end = line_end(p, len, end);
+        if (end >= len)
+            break; /* nothing starts after it within p: it may go on, keep it */
+        size_t vstart = colon + 1;
+        size_t vend = end;
+        if (vend > vstart && p[vend - 1] == '\n')
+            vend--;
+        if (vend > vstart && p[vend - 1] == '\r')
+            vend--;
+        if (drop(arg, (const char *)p + in, name_end - in, (const char *)p + vstart,
+                 vend - vstart)) {
+            count++;
+        } else {
+            memmove(p + out, p + in, end - in);
+            out += end - in;
+        }
+        in = end;
+    }
+    if (in < len) {
+        memmove(p + out, p + in, len - in);
+        out += len - in;
+    }
+    if (removed)
+        *removed = count;
+    return out;
+}

@@ -77,4 +77,24 @@ long smtp_hdr_feed(struct smtp_hdr_scan *h, const uint8_t *p, size_t n);
  */
 int smtp_addr_list_parse(const char *v, size_t len, char (*out)[SMTP_PATH_MAX + 1], size_t max);
 
+/* Asked for every complete field of a header section: true to remove it.
+   name is the field name as written (without the colon and any white space
+   before it); value is everything after the colon up to the field's final
+   CRLF, folding included. Neither is NUL-terminated. */
+typedef bool (*smtp_hdr_drop_fn)(void *arg, const char *name, size_t namelen, const char *value,
+                                 size_t valuelen);
+
+/*
+ * Remove header fields from the header section that starts p[0..len): the
+ * fields for which drop() returns true, each with its folded continuation
+ * lines, are cut out in place. The section ends at an empty line or at a
+ * line that is not a field (as smtp_hdr_feed decides); only fields followed
+ * by the start of another line within p are complete, so a field cut off by
+ * the end of p is kept whatever drop() would say. Returns the new length
+ * (len minus the octets removed); the octets after it are unspecified.
+ * Counts the fields removed in *removed when not NULL. Lines end in CRLF or
+ * LF. Used to delete forged Authentication-Results fields (RFC 8601 §5).
+ */
+size_t smtp_hdr_remove(uint8_t *p, size_t len, smtp_hdr_drop_fn drop, void *arg, size_t *removed);
+
 #endif

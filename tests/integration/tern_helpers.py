@@ -266,6 +266,7 @@ class Delivered:
         self.return_path = None
         self.delivered_to = None
         self.received = None  # unfolded, without the trailing CRLF
+        self.added = []  # (name, unfolded value) of fields Tern added at the end of data
         self.rest = None
         self.queue_id = None
         self.with_proto = None
@@ -295,6 +296,11 @@ class Delivered:
     def _parse(self):
         rp, pos = self._field(0, "Return-Path")
         dt, pos = self._field(pos, "Delivered-To")
+        # fields known at the end of data come before Received (spool prefix)
+        for name in ("DKIM-Signature", "Authentication-Results", "X-Tern-Quarantine"):
+            while self.data.startswith(name.encode() + b": ", pos):
+                value, pos = self._field(pos, name)
+                self.added.append((name, value.decode("utf-8", "replace")))
         rc, pos = self._field(pos, "Received")
         self.return_path = rp.decode("utf-8", "replace")
         self.delivered_to = dt.decode("utf-8", "replace")
@@ -310,7 +316,8 @@ def check_delivered(data, sender, mailbox, sent):
     """Assert the contract for a delivered file; returns the Delivered object.
 
     Return-Path: <sender>, then Delivered-To: the mailbox (with or without
-    angle brackets), then a Received: field "from ... by mail.example.test
+    angle brackets), then the fields Tern adds at the end of data
+    (DKIM-Signature, Authentication-Results), then a Received: field "from ... by mail.example.test
     (Tern) with ESMTP id QUEUEID ...", then the message exactly as sent. CRLF
     line endings throughout.
     """

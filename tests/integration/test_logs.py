@@ -126,7 +126,10 @@ def test_json_lines(tern):
     assert d["delay"].isdigit()
     assert about[-1].get("event") == "removed"
     # every line about the message carries its trace: queued, delivery, removed
-    assert [o.get("event") for o in about] == ["queued", None, "removed"]
+    # (and whatever else is logged about it, such as its DMARC result)
+    events = [o.get("event") for o in about]
+    assert events.index("queued") < events.index(None) < events.index("removed"), events
+    assert events[-1] == "removed", events
 
 
 def test_json_debug_lines_parse(tern):

@@ -97,6 +97,7 @@ static void test_defaults(void **state)
     assert_null(c->aliases_file);
     assert_string_equal(c->maildir_root, "var/mail");
     assert_string_equal(c->spool_dir, "var/spool");
+    assert_string_equal(c->dkim_key_dir, "/etc/tern/dkim");
     assert_int_equal(c->ntrusted, 0);
     assert_int_equal(c->bare_newline, SMTP_NEWLINE_REJECT);
     assert_true(c->message_size_limit == 50 * MIB);
@@ -116,6 +117,9 @@ static void test_defaults(void **state)
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
     assert_int_equal(c->log_format, LOG_FORMAT_TEXT);
     assert_string_equal(c->log_target, "stderr");
+    assert_true(c->spf_verify);
+    assert_int_equal(c->spf_fail_action, CONFIG_SPF_FAIL_RECORD);
+    assert_int_equal(c->spf_timeout, 20);
     config_free(c);
     config_diags_free(&d);
 }
@@ -185,6 +189,13 @@ static const struct num_case {
     N("log_format = JSON", log_format, WINT, LOG_FORMAT_JSON),
     N("log_format = text", log_format, WINT, LOG_FORMAT_TEXT),
     N("log_format =", log_format, WINT, LOG_FORMAT_TEXT),
+    N("spf_fail_action = reject", spf_fail_action, WINT, CONFIG_SPF_FAIL_REJECT),
+    N("spf_fail_action = Record", spf_fail_action, WINT, CONFIG_SPF_FAIL_RECORD),
+    N("spf_fail_action =", spf_fail_action, WINT, CONFIG_SPF_FAIL_RECORD),
+    N("spf_timeout = 5", spf_timeout, W32, 5),
+    N("spf_timeout = 2m", spf_timeout, W32, 120),
+    N("spf_timeout = 10m", spf_timeout, W32, 600),
+    N("spf_timeout =", spf_timeout, W32, 20),
 #undef N
 };
 
@@ -269,6 +280,12 @@ static const struct bad_case {
     {"log_target = sterr", "log_target: \"sterr\" is not stderr, syslog or the path of a file"},
     {"log_target = tern.log", "write ./tern.log for a file in the working directory"},
     {"log_target = /var/log/a b", "log_target takes one value"},
+    {"spf_verify = maybe", "spf_verify: \"maybe\" is not one of yes, no"},
+    {"spf_fail_action = bounce", "spf_fail_action: \"bounce\" is not one of record, reject"},
+    {"spf_fail_action = 550", "is not one of record, reject"},
+    {"spf_timeout = 0", "spf_timeout: 0 is out of range (1s to 10m)"},
+    {"spf_timeout = 601", "out of range"},
+    {"spf_timeout = 1x", "is not a time"},
     {"hostname = bad_name.test", "hostname: \"bad_name.test\" is not a domain name"},
     {"hostname = a..b", "is not a domain name"},
     {"hostname = -a.test", "is not a domain name"},
@@ -335,6 +352,29 @@ static void test_bad_values(void **state)
         config_diags_free(&d);
         free(text);
     }
+}
+
+/* The SPF keys (docs/spf.md). */
+static void test_spf_keys(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    char *text = cat(base, "spf_verify = no\nspf_fail_action = reject\nspf_timeout = 45s");
+    struct config *c = parse(text, &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_false(c->spf_verify);
+    assert_int_equal(c->spf_fail_action, CONFIG_SPF_FAIL_REJECT);
+    assert_int_equal(c->spf_timeout, 45);
+    config_free(c);
+    free(text);
+    text = cat(base, "spf_verify = no\nspf_verify = YES");
+    c = parse(text, &d);
+    assert_non_null(c);
+    assert_true(c->spf_verify);
+    config_free(c);
+    free(text);
+    config_diags_free(&d);
 }
 
 static void test_listeners(void **state)
@@ -433,7 +473,8 @@ static void test_strings_and_lists(void **state)
                              "mailboxes = Demo@EXAMPLE.test,demo@example.test, a.b+c@other.test\n"
                              "aliases_file = /etc/tern/aliases\n"
                              "maildir_root = /srv/mail\n"
-                             "spool_dir = /srv/sp#ool\n",
+                             "spool_dir = /srv/sp#ool\n"
+                             "dkim_key_dir = /srv/dkim-keys\n",
                              &d);
     if (!c)
         dump_diags(&d);
@@ -450,6 +491,7 @@ static void test_strings_and_lists(void **state)
     assert_string_equal(c->aliases_file, "/etc/tern/aliases");
     assert_string_equal(c->maildir_root, "/srv/mail");
     assert_string_equal(c->spool_dir, "/srv/sp#ool");
+    assert_string_equal(c->dkim_key_dir, "/srv/dkim-keys");
     config_free(c);
 
     /* log_target: stderr, syslog, or a path with a '/'; empty is stderr. */
@@ -832,6 +874,7 @@ static void test_example_config(void **state)
     assert_string_equal(c->aliases_file, "examples/aliases");
     assert_string_equal(c->spool_dir, "var/spool");
     assert_string_equal(c->maildir_root, "var/mail");
+    assert_string_equal(c->dkim_key_dir, "var/dkim");
     assert_int_equal(c->ntrusted, 0);
     assert_true(c->message_size_limit == 50 * MIB);
     assert_int_equal(c->max_recipients, 1000);
@@ -856,6 +899,73 @@ static void test_example_config(void **state)
     free(text);
 }
 
+/* DMARC and Authentication-Results keys: defaults, values, errors. */
+static void test_dmarc_keys(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse(base, &d);
+    assert_non_null(c);
+    assert_true(c->dmarc_verify);
+    assert_int_equal(c->dmarc_reject_action, CONFIG_DMARC_REJECT);
+    assert_string_equal(c->dmarc_quarantine_header, "X-Tern-Quarantine");
+    assert_null(c->dmarc_report_dir);
+    assert_null(c->authserv_id); /* no hostname either: config_load fills both */
+    config_free(c);
+
+    char *text = cat(base, "hostname = mx.example.test\n"
+                           "dmarc_verify = no\n"
+                           "dmarc_reject_action = Quarantine\n"
+                           "dmarc_quarantine_header = X-Spam-Flag\n"
+                           "dmarc_report_dir = /var/lib/tern/dmarc");
+    c = parse(text, &d);
+    free(text);
+    assert_non_null(c);
+    assert_false(c->dmarc_verify);
+    assert_int_equal(c->dmarc_reject_action, CONFIG_DMARC_QUARANTINE);
+    assert_string_equal(c->dmarc_quarantine_header, "X-Spam-Flag");
+    assert_string_equal(c->dmarc_report_dir, "/var/lib/tern/dmarc");
+    assert_string_equal(c->authserv_id, "mx.example.test"); /* the hostname */
+    config_free(c);
+
+    text = cat(base, "hostname = mx.example.test\n"
+                     "authserv_id = example.test\n"
+                     "dmarc_reject_action = record\n"
+                     "dmarc_quarantine_header =\n"
+                     "dmarc_report_dir =");
+    c = parse(text, &d);
+    free(text);
+    assert_non_null(c);
+    assert_string_equal(c->authserv_id, "example.test");
+    assert_int_equal(c->dmarc_reject_action, CONFIG_DMARC_RECORD);
+    assert_string_equal(c->dmarc_quarantine_header, "X-Tern-Quarantine");
+    assert_null(c->dmarc_report_dir);
+    config_free(c);
+
+    static const struct {
+        const char *line, *msg;
+    } bad[] = {
+        {"dmarc_verify = maybe", "dmarc_verify: \"maybe\" is not one of yes, no"},
+        {"dmarc_reject_action = drop", "is not one of reject, quarantine, record"},
+        {"dmarc_quarantine_header = X-Tern:Quarantine", "is not a header field name"},
+        {"dmarc_quarantine_header = X-Tern-Quarantine yes", "takes one value"},
+        {"dmarc_quarantine_header = "
+         "X-An-Extremely-Long-Header-Field-Name-That-Is-Much-Too-Long-To-Be-Reasonable-Here",
+         "is not a header field name"},
+        {"authserv_id = not_a_domain!", "is not a domain name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        text = cat(base, bad[i].line);
+        c = parse(text, &d);
+        if (c || !has_diag(&d, BASE_LINES + 1, bad[i].msg)) {
+            dump_diags(&d);
+            fail_msg("\"%s\": want an error containing '%s'", bad[i].line, bad[i].msg);
+        }
+        config_diags_free(&d);
+        free(text);
+    }
+}
+
 static void test_load(void **state)
 {
     (void)state;
@@ -866,6 +976,7 @@ static void test_load(void **state)
     assert_non_null(c);
     assert_int_equal(d.n, 0);
     assert_string_equal(c->hostname, "mail.example.test");
+    assert_string_equal(c->authserv_id, "mail.example.test");
     config_free(c);
 
     /* Without hostname, config_load asks the system. */
@@ -881,6 +992,7 @@ static void test_load(void **state)
     name[sizeof name - 1] = '\0';
     if (c) {
         assert_string_equal(c->hostname, name);
+        assert_string_equal(c->authserv_id, name);
     } else {
         /* a system name that is not a domain name is reported */
         assert_int_equal(d.n, 1);
@@ -906,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_numeric_keys),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_spf_keys),
         cmocka_unit_test(test_listeners),
         cmocka_unit_test(test_strings_and_lists),
         cmocka_unit_test(test_utf8),
@@ -916,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_trusted_networks),
         cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_dmarc_keys),
         cmocka_unit_test(test_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

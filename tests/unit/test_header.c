@@ -15,6 +15,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "smtp/header.h"
 
@@ -553,6 +554,61 @@ static void test_scan_then_parse(void **state)
     assert_string_equal(out[1], "k@x.example");
 }
 
+/* Drop fields named like arg (case-insensitive) whose value holds "ours". */
+static bool drop_named(void *arg, const char *name, size_t namelen, const char *value,
+                       size_t valuelen)
+{
+    const char *want = arg;
+    if (namelen != strlen(want) || strncasecmp(name, want, namelen) != 0)
+        return false;
+    for (size_t i = 0; i + 4 <= valuelen; i++)
+        if (memcmp(value + i, "ours", 4) == 0)
+            return true;
+    return false;
+}
+
+static void check_remove(const char *in, const char *want, size_t want_removed)
+{
+    char buf[512];
+    size_t len = strlen(in), removed = 99;
+    memcpy(buf, in, len);
+    size_t n = smtp_hdr_remove((uint8_t *)buf, len, drop_named, "Authentication-Results", &removed);
+    buf[n] = '\0';
+    assert_string_equal(buf, want);
+    assert_int_equal(removed, want_removed);
+}
+
+static void test_remove_fields(void **state)
+{
+    (void)state;
+    /* one field, folded over two lines, removed; others kept in order */
+    check_remove("Received: x\r\nAuthentication-Results: ours;\r\n\tspf=pass\r\n"
+                 "Subject: s\r\n\r\nbody\r\nAuthentication-Results: ours\r\n",
+                 "Received: x\r\nSubject: s\r\n\r\nbody\r\nAuthentication-Results: ours\r\n", 1);
+    /* not ours, other names, case of the name, white space before the colon */
+    check_remove("authentication-results : ours; none\r\nAuthentication-Results: theirs; "
+                 "none\r\nX-Authentication-Results: ours\r\n\r\n",
+                 "Authentication-Results: theirs; none\r\nX-Authentication-Results: "
+                 "ours\r\n\r\n",
+                 1);
+    /* the last field of the section, then the body without separator line
+       (a line that is not a field ends the section) */
+    check_remove("A: 1\r\nAuthentication-Results: ours\r\nnot a field\r\n",
+                 "A: 1\r\nnot a field\r\n", 1);
+    /* a field cut off by the end of the buffer is kept, even when it would go */
+    check_remove("A: 1\r\nAuthentication-Results: ours\r\n",
+                 "A: 1\r\nAuthentication-Results: ours\r\n", 0);
+    check_remove("Authentication-Results: ours\r\n\tmore", "Authentication-Results: ours\r\n\tmore",
+                 0);
+    /* LF line ends; several in a row */
+    check_remove("Authentication-Results: ours\nAuthentication-Results: ours 2\nB: 2\n\nx",
+                 "B: 2\n\nx", 2);
+    /* empty input, no header section */
+    check_remove("", "", 0);
+    check_remove("\r\nAuthentication-Results: ours\r\n\r\n",
+                 "\r\nAuthentication-Results: ours\r\n\r\n", 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -561,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_scan_then_parse), cmocka_unit_test(test_addr_table),
         cmocka_unit_test(test_addr_length),     cmocka_unit_test(test_addr_max),
         cmocka_unit_test(test_addr_too_long),   cmocka_unit_test(test_addr_comment_depth),
+        cmocka_unit_test(test_remove_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -522,6 +522,8 @@ static void test_query_names(void **state)
     assert_false(dns_query_name_normalize(".", out));
     assert_false(dns_query_name_normalize("a..b", out));
     assert_false(dns_query_name_normalize(".a", out));
+    assert_false(dns_query_name_normalize("a.b..", out)); /* one trailing dot only */
+    assert_false(dns_query_name_normalize("..", out));
     assert_false(dns_query_name_normalize("a b.example", out));
     assert_false(dns_query_name_normalize("a\tb.example", out));
     char label[70];
