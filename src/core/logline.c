@@ -5,14 +5,14 @@
  * The message is read as a sequence of tokens (fields, a parenthesised text,
  * bare words) by next_token(), three times: once to find the qid for
  * "trace", once to write the fields in order, once to gather the bare words
- * into "msg". A repeated name is found by counting the earlier tokens with
- * the same name, so nothing is allocated; the cost is quadratic in the number
- * of tokens, which log lines keep small (log.c cuts a message at 4 KiB).
+ * into "msg". Repeated names are counted in a fixed table on the stack
+ * (struct names), so nothing is allocated and a line costs linear time.
  */
 #include "core/logline.h"
 #include "core/util.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -316,6 +316,67 @@ static size_t name_uses(const char *s, size_t len, size_t before, const char *na
     return used;
 }
 
+/* The names met so far, for the _2, _3... of repeated ones: an open-addressing
+   table on the stack, so a line of many fields costs linear time. Names are
+   offsets into the message (NAME_TEXT for the "text" of a parenthesised
+   text). When it fills up (more distinct names than a 4 KiB line can hold),
+   name_uses() counts by scanning instead. */
+#define NAME_SLOTS 2048
+#define NAME_FULL (NAME_SLOTS / 4 * 3)
+#define NAME_TEXT UINT32_MAX
+
+struct name_slot {
+    uint32_t off;  /* where the name is in the message, or NAME_TEXT */
+    uint16_t len;  /* its length; 0: the slot is free */
+    uint16_t uses; /* fields named so before the current one */
+};
+
+struct names {
+    struct name_slot slot[NAME_SLOTS];
+    size_t used; /* slots taken */
+    bool full;   /* too many names (or too long a message): scan instead */
+};
+
+static const char *slot_name(const char *msg, const struct name_slot *sl)
+{
+    return sl->off == NAME_TEXT ? "text" : msg + sl->off;
+}
+
+/* How many fields before this one had the name; counts this one. */
+static size_t names_use(struct names *t, const char *msg, size_t len, size_t start,
+                        const struct tok *tk)
+{
+    const char *name;
+    size_t n;
+    tok_name(msg, tk, &name, &n);
+    if (!t->full && (len >= NAME_TEXT || n > UINT16_MAX))
+        t->full = true;
+    if (t->full)
+        return name_uses(msg, len, start, name, n);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)name[i]) * 16777619u;
+    for (size_t i = h % NAME_SLOTS;; i = (i + 1) % NAME_SLOTS) {
+        struct name_slot *sl = &t->slot[i];
+        if (sl->len == 0) {
+            if (t->used == NAME_FULL) {
+                t->full = true;
+                return name_uses(msg, len, start, name, n);
+            }
+            t->used++;
+            sl->off = tk->kind == TOK_TEXT ? NAME_TEXT : (uint32_t)tk->k;
+            sl->len = (uint16_t)n;
+            sl->uses = is_reserved(name, n) ? 2 : 1;
+            return sl->uses - 1;
+        }
+        if (sl->len == n && memcmp(slot_name(msg, sl), name, n) == 0) {
+            if (sl->uses < UINT16_MAX)
+                sl->uses++;
+            return sl->uses - 1;
+        }
+    }
+}
+
 size_t logline_json(const char *ts, const char *level, const char *msg, size_t len, char *out,
                     size_t cap)
 {
@@ -344,6 +405,10 @@ size_t logline_json(const char *ts, const char *level, const char *msg, size_t l
     pos = 0;
     size_t start = 0;
     bool words = false;
+    struct names names;
+    names.used = 0;
+    names.full = false;
+    memset(names.slot, 0, sizeof names.slot);
     while (start = skip_spaces(msg, len, pos), next_token(msg, len, &pos, &t)) {
         if (t.kind == TOK_WORD) {
             words = true;
@@ -352,7 +417,7 @@ size_t logline_json(const char *ts, const char *level, const char *msg, size_t l
         const char *name;
         size_t n;
         tok_name(msg, &t, &name, &n);
-        put_name(&o, name, n, name_uses(msg, len, start, name, n));
+        put_name(&o, name, n, names_use(&names, msg, len, start, &t));
         put(&o, "\"", 1);
         put_escaped(&o, msg + t.v, t.vlen);
         put(&o, "\"", 1);

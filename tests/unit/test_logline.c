@@ -171,12 +171,38 @@ static void test_bound(void **state)
     assert_int_equal(logline_json("T", "info", "a=b", 3, tiny, 0), 0);
 }
 
+/* More distinct names than the table holds: the names stay unique (the rest
+   are counted by scanning). */
+static void test_many_names(void **state)
+{
+    (void)state;
+    const size_t nkeys = 2000;
+    size_t cap = nkeys * 12 + 64, len = 0;
+    char *msg = malloc(cap);
+    assert_non_null(msg);
+    for (size_t i = 0; i < nkeys; i++)
+        len += (size_t)snprintf(msg + len, cap - len, "k%zu=%zu ", i, i);
+    len += (size_t)snprintf(msg + len, cap - len, "k5=again k1999=again (t) text=x k5=third");
+    size_t ocap = LOGLINE_JSON_MAX(len, 1, 4);
+    char *out = malloc(ocap);
+    assert_non_null(out);
+    assert_true(logline_json("T", "info", msg, len, out, ocap) > 0);
+    assert_non_null(strstr(out, ",\"k0\":\"0\","));
+    assert_non_null(strstr(out, ",\"k1999\":\"1999\","));
+    assert_non_null(strstr(out, ",\"k5_2\":\"again\",\"k1999_2\":\"again\",\"text\":\"t\","
+                                "\"text_2\":\"x\",\"k5_3\":\"third\"}"));
+    assert_null(strstr(out, "\"k5\":\"again\""));
+    free(out);
+    free(msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_table),
         cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_bound),
+        cmocka_unit_test(test_many_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
