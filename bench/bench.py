@@ -1020,6 +1020,17 @@ def dkim_tags(value):
             (t.partition("=") for t in value.split(";")) if k.strip()}
 
 
+def authres_results(value):
+    """(method, result, the whole resinfo) of each result in an Authentication-Results
+    value (RFC 8601), e.g. ("spf", "pass", "spf=pass smtp.mailfrom=a@b")."""
+    out = []
+    for part in value.split(";")[1:]:
+        m = re.match(r"\s*([a-z0-9-]+)=([a-z]+)", part)
+        if m:
+            out.append((m.group(1), m.group(2), part.strip()))
+    return out
+
+
 def check_auth_message(cfg, data):
     """None when a delivered message shows that configuration cfg's path ran, else
     what is wrong."""
@@ -1027,8 +1038,7 @@ def check_auth_message(cfg, data):
     fields = header_fields(data)
     sigs = [dkim_tags(v) for n, v in fields if n == "dkim-signature"]
     ars = [v for n, v in fields if n == "authentication-results"]
-    results = {m.group(1): m.group(2) for a in ars
-               for m in re.finditer(r"\b(spf|dkim|dmarc)=([a-z]+)", a)}
+    results = [r for a in ars for r in authres_results(a)]
     if trusted:
         if ars:
             return f"an Authentication-Results on mail from a trusted network: {ars[0]}"
@@ -1042,10 +1052,16 @@ def check_auth_message(cfg, data):
     if len(sigs) != 1:
         return f"{len(sigs)} DKIM-Signature fields, expected the client's one"
     if verify:
-        if len(ars) != 1 or any(results.get(k) != "pass" for k in ("spf", "dkim", "dmarc")):
-            return f"Authentication-Results not spf=pass dkim=pass dmarc=pass: {ars or 'none'}"
+        # SPF of MAIL FROM and of the HELO name, the client's signature, DMARC: all pass.
+        want = [("spf", "smtp.mailfrom="), ("spf", "smtp.helo="), ("dkim", "header.d="),
+                ("dmarc", "header.from=")]
+        found = [any(m == w and p in info for m, _, info in results) for w, p in want]
+        if (len(ars) != 1 or not all(found) or len(results) != len(want)
+                or any(r != "pass" for _, r, _ in results)):
+            return ("Authentication-Results not spf=pass (MAIL FROM and HELO) dkim=pass "
+                    f"dmarc=pass: {ars or 'none'}")
         return None
-    if any(v != "none" for v in results.values()):
+    if any(r != "none" for _, r, _ in results):
         return f"checks ran with spf/dkim/dmarc_verify = no: {ars}"
     return None
 
@@ -1094,7 +1110,7 @@ def check_auth_delivered(cfg, maildir, zone):
     elif trusted:
         what = f"{len(files):,} unsigned"
     elif verify:
-        what = f"{len(files):,} spf=pass dkim=pass dmarc=pass"
+        what = f"{len(files):,} spf=pass (MAIL FROM, HELO) dkim=pass dmarc=pass"
     else:
         what = f"{len(files):,} with no check run"
     return None, what, head
@@ -1119,6 +1135,7 @@ def run_mailauth(args, work, tern_path, tern_ports, flags, scenario, results, fa
     zone = {
         AUTH_DOMAIN: [("TXT", "v=spf1 ip4:127.0.0.1 -all")],
         f"_dmarc.{AUTH_DOMAIN}": [("TXT", "v=DMARC1; p=reject")],
+        HELO: [("TXT", "v=spf1 ip4:127.0.0.1 -all")],  # SPF of the HELO name
     }
     scratch = Tern(os.path.join(work, "mailauth-keys"), tern_path, args.repo, tern_ports)
     dns = None
@@ -1135,6 +1152,7 @@ def run_mailauth(args, work, tern_path, tern_ports, flags, scenario, results, fa
         msg = presigned_message(key, AUTH_VERIFY_SELECTOR, AUTH_DOMAIN, size, presigned)
         dns = start_dns(args.repo, zone)
         log(f"mailauth: DNS server on {dns.forwarder}: {AUTH_DOMAIN} SPF, DMARC p=reject, "
+            f"{HELO} SPF, "
             f"DKIM key {AUTH_VERIFY_SELECTOR}; pre-signed message {len(msg):,} octets "
             f"({presigned})")
     except (ServerError, RuntimeError, OSError, ImportError, subprocess.SubprocessError) as e:
