@@ -1169,6 +1169,8 @@ def run_mailauth(args, work, tern_path, tern_ports, flags, scenario, results, fa
             os.chmod(cwork, 0o755)
             extra = f"dns_forwarders = {dns.forwarder}\n"
             extra += f"trusted_networks = {'127.0.0.0/8' if trusted else ''}\n"
+            # loopback is left unchecked by default (mailauth_skip_networks): check it
+            extra += "mailauth_skip_networks =\n"
             if trusted:
                 extra += "dkim_sign = yes\n"
             else:
