@@ -32,6 +32,7 @@
 #include "mailauth/dkim.h"
 #include "mailauth/dkimkey.h"
 #include "mailauth/dmarc_check.h"
+#include "mailauth/keycache.h"
 #include "mailauth/orgdomain.h"
 #include "sched/sched.h"
 #include "server/msgauth.h"
@@ -131,6 +132,10 @@ static void free_mailauth(struct daemon *d)
     dmarc_checker_free(d->dmarc);
     orgdomain_free(d->org);
     dkim_keystore_free(d->dkim_keys);
+    uint64_t hits, misses;
+    dkim_keycache_stats(&hits, &misses);
+    log_info("event=dkim_keycache hits=%" PRIu64 " parsed=%" PRIu64, hits, misses);
+    dkim_keycache_clear();
     dkim_ctx_free(d->dkim);
 }
 
