@@ -375,6 +375,8 @@ enum key_type {
     KT_TRUSTED,    /* CIDR list */
     KT_NEWLINE,    /* reject | normalize */
     KT_LOGLEVEL,   /* error | warn | info | debug */
+    KT_LOGFORMAT,  /* text | json */
+    KT_LOGTARGET,  /* stderr | syslog | a path holding a '/'; empty: stderr */
     KT_TLSVER,     /* TLSv1.2 | TLSv1.3 */
     KT_BOOL,       /* yes | no */
     KT_STRING,     /* one word; empty: the default (sdef, may be NULL) */
@@ -444,6 +446,8 @@ static const struct key_def keys[] = {
     {"delivery_workers", KT_COUNT, F(delivery_workers), 0, 0, 256, NULL, 0, RESTART},
     {"delivery_concurrency", KT_COUNT, F(delivery_concurrency), 64, 1, 10000, NULL, 0, RESTART},
     {"log_level", KT_LOGLEVEL, F(log_level), LOG_LEVEL_INFO, 0, 0, NULL, 0, NOW},
+    {"log_format", KT_LOGFORMAT, F(log_format), LOG_FORMAT_TEXT, 0, 0, NULL, 0, RESTART},
+    {"log_target", KT_LOGTARGET, F(log_target), 0, 0, 0, "stderr", 0, RESTART},
     {"tls_cert_file", KT_PATH_OPT, F(tls_cert_file), 0, 0, 0, NULL, 0, NEW},
     {"tls_key_file", KT_PATH_OPT, F(tls_key_file), 0, 0, 0, NULL, 0, NEW},
     {"tls_selfsigned", KT_BOOL, F(tls_selfsigned), 0, 0, 0, NULL, 0, RESTART},
@@ -526,6 +530,7 @@ static const char *const tlsver_names[] = {"TLSv1.2", "TLSv1.3"};
 static const char *const bool_names[] = {"no", "yes"};
 static const char *const prefer_names[] = {"ipv6", "ipv4"};
 static const char *const otls_names[] = {"may", "none", "encrypt", "verify"};
+static const char *const logformat_names[] = {"text", "json"};
 static const char *const spfaction_names[] = {"record", "reject"};
 static const char *const dmarcact_names[] = {"reject", "quarantine", "record"};
 
@@ -553,6 +558,10 @@ static const char *const *enum_names(enum key_type t, size_t *n, const char **li
         *n = 4;
         *list = "may, none, encrypt, verify";
         return otls_names;
+    case KT_LOGFORMAT:
+        *n = 2;
+        *list = "text, json";
+        return logformat_names;
     case KT_SPFACTION:
         *n = 2;
         *list = "record, reject";
@@ -729,6 +738,7 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
         break;
     case KT_NEWLINE:
     case KT_LOGLEVEL:
+    case KT_LOGFORMAT:
     case KT_TLSVER:
     case KT_DNSPREFER:
     case KT_OTLS:
@@ -1159,6 +1169,7 @@ static void config_line(void *arg, const struct cfg_lline *l)
         break;
     case KT_NEWLINE:
     case KT_LOGLEVEL:
+    case KT_LOGFORMAT:
     case KT_TLSVER:
     case KT_BOOL:
     case KT_DNSPREFER:
@@ -1178,6 +1189,18 @@ static void config_line(void *arg, const struct cfg_lline *l)
         } else {
             set_string(p->cfg, k, xstrndup(v, vlen));
         }
+        break;
+    case KT_LOGTARGET:
+        if (vlen == 0)
+            set_string(p->cfg, k, xstrdup(k->sdef));
+        else if ((vlen == 6 && memcmp(v, "stderr", 6) == 0) ||
+                 (vlen == 6 && memcmp(v, "syslog", 6) == 0) || memchr(v, '/', vlen))
+            set_string(p->cfg, k, xstrndup(v, vlen));
+        else
+            cfg_error(&p->dc, line,
+                      "%s: \"%.*s%s\" is not stderr, syslog or the path of a file (a path holds "
+                      "a '/': write ./%.*s%s for a file in the working directory)",
+                      k->name, CFG_EX(v, vlen), CFG_EX(v, vlen));
         break;
     case KT_FIELDNAME:
         if (vlen == 0) {
@@ -1215,6 +1238,7 @@ static void set_defaults(struct config *cfg)
             set_string(cfg, k, xstrdup(k->sdef));
             break;
         case KT_STRING:
+        case KT_LOGTARGET:
         case KT_FIELDNAME:
         case KT_USERNAME:
             set_string(cfg, k, k->sdef ? xstrdup(k->sdef) : NULL);
@@ -1222,6 +1246,7 @@ static void set_defaults(struct config *cfg)
         case KT_DMARCACT:
         case KT_NEWLINE:
         case KT_LOGLEVEL:
+        case KT_LOGFORMAT:
         case KT_TLSVER:
         case KT_BOOL:
         case KT_DNSPREFER:
@@ -1457,6 +1482,7 @@ void config_free(struct config *cfg)
     free(cfg->relayhost);
     free(cfg->relayhost_auth_file);
     free(cfg->transport_file);
+    free(cfg->log_target);
     free(cfg->dmarc_quarantine_header);
     free(cfg->dmarc_report_dir);
     free(cfg->authserv_id);
@@ -1577,7 +1603,7 @@ int config_key_reload(const char *key)
 static bool is_string_key(enum key_type t)
 {
     return t == KT_HOSTNAME || t == KT_PATH || t == KT_PATH_OPT || t == KT_STRING ||
-           t == KT_FIELDNAME || t == KT_USERNAME;
+           t == KT_FIELDNAME || t == KT_USERNAME || t == KT_LOGTARGET;
 }
 
 static bool is_list_key(enum key_type t)
@@ -1604,6 +1630,7 @@ static uint64_t get_number(const struct config *cfg, const struct key_def *k)
     case KT_OTLS:
     case KT_SPFACTION:
     case KT_DMARCACT:
+    case KT_LOGFORMAT:
         return (uint64_t)(unsigned)*(const int *)(const void *)f;
     case KT_BOOL:
         return *(const bool *)(const void *)f;

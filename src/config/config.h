@@ -107,7 +107,9 @@ struct config {
     size_t delivery_workers;     /* worker threads for Maildir writes; 0 (default) = CPUs + 1 */
     size_t delivery_concurrency; /* deliveries in flight at once; default 64 */
     /* logs */
-    int log_level; /* enum log_level; log_level = error|warn|info|debug; default info */
+    int log_level;    /* enum log_level; log_level = error|warn|info|debug; default info */
+    int log_format;   /* enum log_format; log_format = text|json; default text */
+    char *log_target; /* "stderr" (default), "syslog", or a file path (holds a '/') */
     /* TLS (STARTTLS on mx and submission, implicit on submissions) */
     char *tls_cert_file;    /* PEM certificate chain, leaf first; NULL: no TLS */
     char *tls_key_file;     /* PEM private key; NULL: no TLS */

@@ -206,14 +206,7 @@ def proc_ids(pid):
 def test_privilege_drop(tern, request):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    try:
-        pw = pwd.getpwnam("tern")
-    except KeyError:
-        # as scripts/install.sh does
-        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/usr/sbin/nologin", "tern"],
-                       check=True, capture_output=True, timeout=30)
-        pw = pwd.getpwnam("tern")
+    pw = tern_user()
     # a directory the tern user can reach (the test's tmp_path is root's alone)
     work = Path(tempfile.mkdtemp(prefix="tern-privdrop-"))
     request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
@@ -251,6 +244,51 @@ def test_privilege_drop(tern, request):
     c.close()
     srv.stop_clean()
     assert "event=stopped" in srv.log()
+
+
+def tern_user():
+    """The tern system user, created (as scripts/install.sh does) when missing."""
+    try:
+        return pwd.getpwnam("tern")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", "tern"],
+                       check=True, capture_output=True, timeout=30)
+        return pwd.getpwnam("tern")
+
+
+def wait_file(path, pattern, timeout=10.0):
+    rx = re.compile(pattern)
+    end = time.monotonic() + timeout
+    while True:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if rx.search(text):
+            return text
+        if time.monotonic() > end:
+            raise AssertionError("%s: no line matching %r; it holds:\n%s" % (path, pattern, text[-3000:]))
+        time.sleep(0.05)
+
+
+def test_log_file_reopened_after_the_switch(tern, request):
+    """A log_target file opened as root is given to run_user, so that SIGUSR1
+    (logrotate) can open it again after the switch."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    pw = tern_user()
+    work = Path(tempfile.mkdtemp(prefix="tern-privlog-"))
+    request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
+    os.chmod(work, 0o755)
+    logfile = work / "tern.log"
+    srv = tern(overrides={"run_user": "tern", "log_target": str(logfile)}, start=False,
+               workdir=work / "tern")
+    srv.start()
+    wait_file(logfile, r"event=privileges_dropped user=tern")
+    assert logfile.stat().st_uid == pw.pw_uid
+    srv.proc.send_signal(signal.SIGUSR1)
+    text = wait_file(logfile, r"event=log_reopened|event=log_reopen_failed")
+    assert "event=log_reopened" in text and "log_reopen_failed" not in text, text[-2000:]
+    assert "reopen_unwritable" not in text
+    srv.stop_clean()
 
 
 def test_missing_run_user_is_fatal(tern):
