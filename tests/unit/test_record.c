@@ -613,8 +613,8 @@ static void test_hold(void **state)
         size_t len;
         bool ok, held;
     } cases[] = {
-        {"\x01", 1, true, true}, {"\x00", 1, true, false}, {"\x02", 1, false, false},
-        {"\xff", 1, false, false}, {"", 0, false, false},  {"\x01\x00", 2, false, false},
+        {"\x01", 1, true, true},   {"\x00", 1, true, false}, {"\x02", 1, false, false},
+        {"\xff", 1, false, false}, {"", 0, false, false},    {"\x01\x00", 2, false, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bool held = !cases[i].held;
