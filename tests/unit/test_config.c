@@ -935,6 +935,73 @@ static void test_dmarc_keys(void **state)
     }
 }
 
+/* The control socket and sendmail keys: defaults, values, errors. */
+static void test_control_keys(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse(base, &d);
+    assert_non_null(c);
+    assert_string_equal(c->control_socket, "/run/tern/control");
+    assert_null(c->control_group);
+    assert_int_equal(c->control_socket_mode, 0660);
+    assert_int_equal(c->control_max_connections, 64);
+    assert_int_equal(c->control_max_requests, 100000);
+    assert_int_equal(c->control_idle_timeout, 300);
+    assert_null(c->sendmail_origin); /* no hostname either: config_load fills both */
+    config_free(c);
+
+    char *text = cat(base, "hostname = mx.example.test\n"
+                           "control_socket = /tmp/x/ctl\n"
+                           "control_group = mailadm\n"
+                           "control_socket_mode = 666\n"
+                           "control_max_connections = 5\n"
+                           "control_max_requests = 20\n"
+                           "control_idle_timeout = 2m");
+    c = parse(text, &d);
+    free(text);
+    assert_non_null(c);
+    assert_string_equal(c->control_socket, "/tmp/x/ctl");
+    assert_string_equal(c->control_group, "mailadm");
+    assert_int_equal(c->control_socket_mode, 0666);
+    assert_int_equal(c->control_max_connections, 5);
+    assert_int_equal(c->control_max_requests, 20);
+    assert_int_equal(c->control_idle_timeout, 120);
+    assert_string_equal(c->sendmail_origin, "mx.example.test"); /* the hostname */
+    config_free(c);
+
+    text = cat(base, "sendmail_origin = example.test\ncontrol_socket_mode = 0600");
+    c = parse(text, &d);
+    free(text);
+    assert_non_null(c);
+    assert_string_equal(c->sendmail_origin, "example.test");
+    assert_int_equal(c->control_socket_mode, 0600);
+    config_free(c);
+
+    static const struct {
+        const char *line, *msg;
+    } bad[] = {
+        {"control_socket_mode = 0668", "is not a file mode"},
+        {"control_socket_mode = 01777", "is not a file mode"},
+        {"control_socket_mode = rw", "is not a file mode"},
+        {"control_socket_mode = 00777", "is not a file mode"},
+        {"control_max_connections = 0", "control_max_connections"},
+        {"control_max_requests = 5", "control_max_requests"},
+        {"control_group = a b", "takes one value"},
+        {"sendmail_origin = bad_domain!", "is not a domain name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        text = cat(base, bad[i].line);
+        c = parse(text, &d);
+        if (c || !has_diag(&d, BASE_LINES + 1, bad[i].msg)) {
+            dump_diags(&d);
+            fail_msg("\"%s\": want an error containing '%s'", bad[i].line, bad[i].msg);
+        }
+        config_diags_free(&d);
+        free(text);
+    }
+}
+
 static void test_load(void **state)
 {
     (void)state;
@@ -999,6 +1066,7 @@ int main(void)
         cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_dmarc_keys),
+        cmocka_unit_test(test_control_keys),
         cmocka_unit_test(test_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
