@@ -93,7 +93,7 @@ static void check_line(const char *line, size_t len)
     size_t n;
     char *dumped = proto_dump(t, &n);
     json_error_t je;
-    json_t *v = json_loadb(dumped, n, 0, &je);
+    json_t *v = json_loadb(dumped, n, JSON_DECODE_ANY, &je);
     if (!v || !json_is_string(v))
         abort();
     json_decref(v);

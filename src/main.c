@@ -4,6 +4,9 @@
  *
  *   tern serve [-c FILE]   run the server in the foreground (logs on stderr)
  *   tern check [-c FILE]   validate the configuration
+ *   tern queue ...         the queue, through the control socket (cli/queue.c)
+ *   tern sendmail ...      sendmail compatibility, also as sendmail, mailq or
+ *                          newaliases (argv[0]) (cli/sendmail.c)
  *   tern version
  *
  * serve: load and validate the configuration and aliases (fatal on error),
@@ -22,6 +25,7 @@
 #include "cli/cli.h"
 #include "deliver/relay.h"
 #include "config/transport.h"
+#include "control/control.h"
 #include "dns/dns.h"
 #include "config/aliases.h"
 #include "config/config.h"
@@ -90,6 +94,7 @@ struct daemon {
     struct dmarc_checker *dmarc;
     struct ev_workers *sign_workers; /* DKIM signatures */
     struct msgauth_ctx mailauth;
+    struct control *control; /* the control socket */
 };
 
 /* What mail authentication needs: libopendkim, the DKIM key store, the public
@@ -124,6 +129,22 @@ static void load_mailauth(struct daemon *d, size_t nthreads)
                                        .workers = d->sign_workers};
 }
 
+/* The control socket (src/control): tern queue, mailq and sendmail talk to
+   the server through it. Its password-database lookups use the auth workers. */
+static void start_control(struct daemon *d)
+{
+    char err[512];
+    struct control_deps deps = {.loop = d->loop,
+                                .spool = d->spool,
+                                .sched = d->sched,
+                                .cfg = d->cfg,
+                                .aliases = d->aliases,
+                                .workers = d->auth_workers};
+    d->control = control_new(&deps, err, sizeof err);
+    if (!d->control)
+        fatal("event=fatal reason=\"cannot create the control socket\" error=\"%s\"", err);
+}
+
 static void free_mailauth(struct daemon *d)
 {
     ev_workers_free(d->sign_workers); /* joins; done callbacks free their jobs */
@@ -135,17 +156,20 @@ static void free_mailauth(struct daemon *d)
 
 static void usage(FILE *f)
 {
-    fputs("usage: tern serve [-c FILE]   run the mail server in the foreground\n"
-          "       tern check [-c FILE]   validate the configuration\n"
-          "       tern cert selfsigned [-c FILE] [--force]   write a self-signed TLS pair\n"
-          "       tern user add|passwd|del|list ...   edit or list the user store\n"
-          "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
-          "       tern spf [-c FILE] [--helo NAME] IP SENDER   the SPF result for a sender\n"
-          "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
-          "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
-          "       tern dmarc [-c FILE] --from DOMAIN [--spf R:D] [--dkim R:D]...   check DMARC\n"
-          "       tern version\n",
-          f);
+    fputs(
+        "usage: tern serve [-c FILE]   run the mail server in the foreground\n"
+        "       tern check [-c FILE]   validate the configuration\n"
+        "       tern cert selfsigned [-c FILE] [--force]   write a self-signed TLS pair\n"
+        "       tern user add|passwd|del|list ...   edit or list the user store\n"
+        "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
+        "       tern spf [-c FILE] [--helo NAME] IP SENDER   the SPF result for a sender\n"
+        "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
+        "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
+        "       tern dmarc [-c FILE] --from DOMAIN [--spf R:D] [--dkim R:D]...   check DMARC\n"
+        "       tern queue [-c FILE] list|show|flush|hold|release|delete|bounce|pause|resume ...\n"
+        "       tern sendmail [options] [recipient...]   (also as sendmail, mailq, newaliases)\n"
+        "       tern version\n",
+        f);
 }
 
 static void on_spool_wake(void *arg)
@@ -338,7 +362,7 @@ static void on_stop_timer(void *arg)
         server_close_all(d->server);
         sessions_left = server_session_count(d->server) > 0;
     }
-    if (!sessions_left && sched_in_flight(d->sched) == 0) {
+    if (!sessions_left && sched_in_flight(d->sched) == 0 && control_waiting(d->control) == 0) {
         ev_loop_stop(d->loop);
         return;
     }
@@ -354,6 +378,7 @@ static void on_signal(void *arg, int signo)
     log_info("event=shutdown signal=%d", signo);
     d->stop_deadline = now_mono_ms() + SHUTDOWN_DEADLINE_MS;
     server_shutdown(d->server, NULL, NULL);
+    control_shutdown(d->control);
     sched_stop(d->sched);
     ev_timer_start(d->stop_timer, 0);
 }
@@ -456,6 +481,7 @@ static int cmd_serve(int argc, char **argv)
     d.server = server_new(&deps, err, sizeof err);
     if (!d.server)
         fatal("event=fatal reason=\"cannot listen\" error=\"%s\"", err);
+    start_control(&d);
     d.stop_timer = ev_timer_new(d.loop, on_stop_timer, &d);
     ev_on_signal(d.loop, SIGTERM, on_signal, &d);
     ev_on_signal(d.loop, SIGINT, on_signal, &d);
@@ -469,6 +495,7 @@ static int cmd_serve(int argc, char **argv)
     server_free(d.server);
     free_mailauth(&d);
     ev_workers_free(d.auth_workers);
+    control_free(d.control);    /* after its lookups, before the spool */
     ev_workers_free(d.workers); /* joins; done callbacks record outcomes */
     relay_free(d.relay);        /* jobs left end deferred, recorded by the scheduler */
     sched_set_relay(d.sched, NULL);
@@ -495,6 +522,8 @@ static int cmd_serve(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    if (cli_invoked_as_sendmail(argc > 0 ? argv[0] : NULL))
+        return cli_sendmail(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -518,6 +547,10 @@ int main(int argc, char **argv)
         return cli_dns(argc - 1, argv + 1);
     if (strcmp(cmd, "dmarc") == 0)
         return cli_dmarc(argc - 1, argv + 1);
+    if (strcmp(cmd, "queue") == 0)
+        return cli_queue(argc - 1, argv + 1);
+    if (strcmp(cmd, "sendmail") == 0 || strcmp(cmd, "mailq") == 0 || strcmp(cmd, "newaliases") == 0)
+        return cli_sendmail(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

@@ -5,10 +5,12 @@
 #include "cli/sendmail_args.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "smtp/header.h"
 #include "smtp/smtp.h"
 
 static void warn(struct sendmail_opts *o, const char *fmt, ...)
@@ -218,4 +220,84 @@ int sendmail_parse_args(int argc, char *const *argv, struct sendmail_opts *o)
     o->rcpts = argv + i;
     o->nrcpt = i < argc ? (size_t)(argc - i) : 0;
     return 0;
+}
+
+/* ---- -t: recipients from the header section ---------------------------- */
+
+static bool is_wsp(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static bool name_is(const char *name, size_t n, const char *want)
+{
+    return strlen(want) == n && strncasecmp(name, want, n) == 0;
+}
+
+static bool drop_bcc(void *arg, const char *name, size_t namelen, const char *value,
+                     size_t valuelen)
+{
+    (void)arg;
+    (void)value;
+    (void)valuelen;
+    return name_is(name, namelen, "Bcc");
+}
+
+long sendmail_header_rcpts(char *hdr, size_t *len, char (*out)[SMTP_PATH_MAX + 1], size_t max,
+                           char *scratch)
+{
+    size_t n = *len, i = 0, k = 0;
+    while (i < n) {
+        if (hdr[i] == '\n' || hdr[i] == '\r')
+            break; /* the empty line: the end of the header section */
+        size_t eol = i;
+        while (eol < n && hdr[eol] != '\n')
+            eol++;
+        if (is_wsp(hdr[i])) { /* a continuation line of a field not wanted */
+            i = eol + 1;
+            continue;
+        }
+        const char *colon = memchr(hdr + i, ':', eol - i);
+        if (!colon)
+            break; /* not a field: the header section is over */
+        size_t namelen = (size_t)(colon - (hdr + i));
+        while (namelen > 0 && is_wsp(hdr[i + namelen - 1]))
+            namelen--;
+        /* the field's value runs over its continuation lines */
+        size_t vstart = (size_t)(colon - hdr) + 1, end = eol;
+        while (end + 1 < n && is_wsp(hdr[end + 1])) {
+            end++;
+            while (end < n && hdr[end] != '\n')
+                end++;
+        }
+        if (name_is(hdr + i, namelen, "To") || name_is(hdr + i, namelen, "Cc") ||
+            name_is(hdr + i, namelen, "Bcc")) {
+            size_t u = 0;
+            for (size_t j = vstart; j < end && j < n; j++)
+                if (hdr[j] != '\r' && hdr[j] != '\n')
+                    scratch[u++] = hdr[j];
+            int got = smtp_addr_list_parse(scratch, u, out + k, max - k);
+            if (got < 0)
+                return -1;
+            k += (size_t)got;
+        }
+        i = end + 1;
+    }
+    /* every field must be followed by a line for smtp_hdr_remove to see it
+       whole: end the section with an empty line while it works */
+    bool blank_end =
+        n >= 1 && hdr[n - 1] == '\n' &&
+        (n == 1 || hdr[n - 2] == '\n' || (hdr[n - 2] == '\r' && (n == 2 || hdr[n - 3] == '\n')));
+    size_t added = 0;
+    if (!blank_end) {
+        if (n > 0 && hdr[n - 1] != '\n')
+            hdr[n + added++] = '\n';
+        hdr[n + added++] = '\r';
+        hdr[n + added++] = '\n';
+        n += added;
+    }
+    n = smtp_hdr_remove((uint8_t *)hdr, n, drop_bcc, NULL, NULL);
+    n -= added;
+    *len = n;
+    return (long)k;
 }

@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "smtp/smtp.h"
+
 /* What the invocation asks for. */
 enum sendmail_mode {
     SENDMAIL_DELIVER = 0, /* -bm (the default): a message on standard input */
@@ -57,5 +59,21 @@ struct sendmail_opts {
  * -R or -B value, -bv or -bd that Tern does not do).
  */
 int sendmail_parse_args(int argc, char *const *argv, struct sendmail_opts *o);
+
+/* Most recipients -t takes from a message's header section. */
+#define SENDMAIL_HDR_RCPT_MAX 1000
+
+/*
+ * -t: the addresses of the To:, Cc: and Bcc: fields (RFC 5322 §3.6.3) of
+ * the header section hdr[0..*len) (lines end in LF or CRLF; it may end
+ * with the empty line that ends it), written to out (at most max, each
+ * "local@domain" as written). The Bcc: fields are then removed from hdr in
+ * place and *len updated; hdr must have room for 3 octets more than *len.
+ * scratch holds at least *len octets (to unfold a field). Returns the
+ * number of addresses, or -1 when a field is not an address list or there
+ * are more than max addresses.
+ */
+long sendmail_header_rcpts(char *hdr, size_t *len, char (*out)[SMTP_PATH_MAX + 1], size_t max,
+                           char *scratch);
 
 #endif
