@@ -156,20 +156,19 @@ static void free_mailauth(struct daemon *d)
 
 static void usage(FILE *f)
 {
-    fputs(
-        "usage: tern serve [-c FILE]   run the mail server in the foreground\n"
-        "       tern check [-c FILE]   validate the configuration\n"
-        "       tern cert selfsigned [-c FILE] [--force]   write a self-signed TLS pair\n"
-        "       tern user add|passwd|del|list ...   edit or list the user store\n"
-        "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
-        "       tern spf [-c FILE] [--helo NAME] IP SENDER   the SPF result for a sender\n"
-        "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
-        "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
-        "       tern dmarc [-c FILE] --from DOMAIN [--spf R:D] [--dkim R:D]...   check DMARC\n"
-        "       tern queue [-c FILE] list|show|flush|hold|release|delete|bounce|pause|resume ...\n"
-        "       tern sendmail [options] [recipient...]   (also as sendmail, mailq, newaliases)\n"
-        "       tern version\n",
-        f);
+    fputs("usage: tern serve [-c FILE]   run the mail server in the foreground\n"
+          "       tern check [-c FILE]   validate the configuration\n"
+          "       tern cert selfsigned [-c FILE] [--force]   write a self-signed TLS pair\n"
+          "       tern user add|passwd|del|list ...   edit or list the user store\n"
+          "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
+          "       tern spf [-c FILE] [--helo NAME] IP SENDER   the SPF result for a sender\n"
+          "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
+          "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
+          "       tern dmarc [-c FILE] --from DOMAIN [--spf R:D] [--dkim R:D]...   check DMARC\n"
+          "       tern queue [-c FILE] list|show|flush|hold|release|delete|bounce ...\n"
+          "       tern sendmail [OPTIONS] [RCPT...]   also as sendmail, mailq, newaliases\n"
+          "       tern version\n",
+          f);
 }
 
 static void on_spool_wake(void *arg)
