@@ -92,6 +92,7 @@ class TernServer:
         self.aliases_file = self.dir / "aliases"
         self.users_file = self.dir / "users"
         self.conf = self.dir / "tern.conf"
+        self.control_socket = self.dir / "control"
         self.mx_port, self.submission_port, self.submissions_port = free_ports(3)
         settings = {
             "mx_listen": "127.0.0.1:%d" % self.mx_port,
@@ -104,6 +105,7 @@ class TernServer:
             "tls_cert_file": str(self.dir / "tls" / "cert.pem"),
             "tls_key_file": str(self.dir / "tls" / "key.pem"),
             "dns_forwarders": unreachable_dns().forwarder,
+            "control_socket": str(self.dir / "control"),
         }
         for k, v in (overrides or {}).items():
             settings[k] = v
