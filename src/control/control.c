@@ -257,7 +257,7 @@ static int parse_selector(struct cconn *cc, const json_t *args, const char *cons
     for (size_t i = 0; extra && extra[i]; i++)
         allowed[n++] = extra[i];
     allowed[n] = NULL;
-    char err[200];
+    char err[200] = "";
     if (proto_args_allowed(args, allowed, err, sizeof err) < 0 ||
         proto_selector_parse(args, sel, err, sizeof err) < 0) {
         cc_error(cc, err);
@@ -303,7 +303,7 @@ static void cmd_list(struct cconn *cc, const json_t *args)
         return;
     struct list_ctx lc = {
         .ctl = cc->ctl, .sel = &sel, .limit = PROTO_LIST_DEFAULT, .now = now_real_us() / 1000000};
-    char err[200];
+    char err[200] = "";
     bool bad = false;
     const char *after = proto_arg_str(args, "after", 16, &bad, err, sizeof err);
     if (bad || (after && !proto_qid_parse(after, &lc.after))) {
@@ -378,7 +378,7 @@ static json_t *message_headers(struct control *ctl, spool_id id, bool *truncated
 static void cmd_show(struct cconn *cc, const json_t *args)
 {
     static const char *const allowed[] = {"id", NULL};
-    char err[200];
+    char err[200] = "";
     bool bad = false;
     spool_id id = 0;
     if (proto_args_allowed(args, allowed, err, sizeof err) < 0) {
@@ -538,7 +538,7 @@ static bool domain_ok(const char *d)
 static void cmd_pause_resume(struct cconn *cc, const json_t *args, bool pause)
 {
     static const char *const allowed[] = {"domain", NULL};
-    char err[200];
+    char err[200] = "";
     bool bad = false;
     if (proto_args_allowed(args, allowed, err, sizeof err) < 0) {
         cc_error(cc, err);
@@ -629,7 +629,7 @@ static void cmd_submit_begin(struct cconn *cc, const json_t *args)
                                           "envid",  "smtputf8", NULL};
     static const struct smtp_status st_nested = {503, "5.5.1", "a submission is already open"};
     struct control *ctl = cc->ctl;
-    char err[200];
+    char err[200] = "";
     bool bad = false;
     if (cc->sub) {
         cc_smtp_error(cc, &st_nested);
@@ -749,7 +749,7 @@ static void cmd_submit_rcpt(struct cconn *cc, const json_t *args)
                                                "UTF-8 address without \"smtputf8\": true"};
     struct control *ctl = cc->ctl;
     struct submit *s = cc->sub;
-    char err[200];
+    char err[200] = "";
     bool bad = false;
     if (!s) {
         cc_smtp_error(cc, &st_nosub);
@@ -962,7 +962,7 @@ static void cmd_submit_data(struct cconn *cc, const json_t *args)
     static const struct smtp_status st_norcpt = {554, "5.5.1", "No valid recipients"};
     struct control *ctl = cc->ctl;
     struct submit *s = cc->sub;
-    char err[200];
+    char err[200] = "";
     bool bad = false;
     if (!s) {
         cc_smtp_error(cc, &st_nosub);
@@ -1033,7 +1033,7 @@ static void cmd_submit_end(struct cconn *cc, const json_t *args)
                                              "Local error in processing: queue write error"};
     struct control *ctl = cc->ctl;
     struct submit *s = cc->sub;
-    char err[200];
+    char err[200] = "";
     if (!s) {
         cc_smtp_error(cc, &st_nosub);
         return;
