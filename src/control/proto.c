@@ -556,7 +556,7 @@ json_t *proto_message_json(spool_id id, const struct spool_envelope *env, bool b
 
 char *proto_dump(json_t *v, size_t *len)
 {
-    char *s = json_dumps(v, JSON_COMPACT);
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(v);
     if (!s)
         s = xstrdup("{\"ok\":false,\"error\":\"internal error: cannot encode the answer\"}");
