@@ -284,6 +284,11 @@ static int deliver(const struct sendmail_opts *o)
     int status = 0;
     size_t nx = 0;
     char(*extracted)[SMTP_PATH_MAX + 1] = NULL;
+    if (o->extract && !ended && hlen > 0 && head[hlen - 1] != '\n') {
+        fprintf(stderr, "%s: the header section is longer than %d octets\n", prog, HEAD_MAX);
+        status = EX_DATAERR;
+        goto out;
+    }
     if (o->extract) {
         extracted = xmalloc(SENDMAIL_HDR_RCPT_MAX * sizeof *extracted);
         char *scratch = xmalloc(hlen + 1);

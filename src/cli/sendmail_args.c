@@ -284,20 +284,20 @@ long sendmail_header_rcpts(char *hdr, size_t *len, char (*out)[SMTP_PATH_MAX + 1
         i = end + 1;
     }
     /* every field must be followed by a line for smtp_hdr_remove to see it
-       whole: end the section with an empty line while it works */
+       whole: end the section with an empty line while it works (a last
+       line without its LF gets one, and keeps it) */
     bool blank_end =
         n >= 1 && hdr[n - 1] == '\n' &&
         (n == 1 || hdr[n - 2] == '\n' || (hdr[n - 2] == '\r' && (n == 2 || hdr[n - 3] == '\n')));
-    size_t added = 0;
     if (!blank_end) {
         if (n > 0 && hdr[n - 1] != '\n')
-            hdr[n + added++] = '\n';
-        hdr[n + added++] = '\r';
-        hdr[n + added++] = '\n';
-        n += added;
+            hdr[n++] = '\n';
+        hdr[n++] = '\r';
+        hdr[n++] = '\n';
     }
     n = smtp_hdr_remove((uint8_t *)hdr, n, drop_bcc, NULL, NULL);
-    n -= added;
+    if (!blank_end)
+        n -= 2;
     *len = n;
     return (long)k;
 }

@@ -68,7 +68,8 @@ int sendmail_parse_args(int argc, char *const *argv, struct sendmail_opts *o);
  * the header section hdr[0..*len) (lines end in LF or CRLF; it may end
  * with the empty line that ends it), written to out (at most max, each
  * "local@domain" as written). The Bcc: fields are then removed from hdr in
- * place and *len updated; hdr must have room for 3 octets more than *len.
+ * place and *len updated (a last line without its LF gets one); hdr must have
+ * room for 3 octets more than *len.
  * scratch holds at least *len octets (to unfold a field). Returns the
  * number of addresses, or -1 when a field is not an address list or there
  * are more than max addresses.

@@ -297,11 +297,75 @@ static void test_warnings(void **state)
     assert_int_equal(o.nrcpt, 1);
 }
 
+/* -t: the addresses of To:, Cc: and Bcc:, and the header section without Bcc:. */
+static void test_header_rcpts(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        long n;            /* -1: refused */
+        const char *rcpts; /* the addresses, space-separated */
+        const char *out;   /* the header section afterwards */
+    } hcases[] = {
+        {"To: a@x.test\nSubject: s\n\n", 1, "a@x.test", "To: a@x.test\nSubject: s\n\n"},
+        {"To: A <a@x.test>, b@y.test\r\nCc: \"C, D\" <c@z.test>\r\nBcc: e@x.test\r\n"
+         "Subject: s\r\n\r\n",
+         4, "a@x.test b@y.test c@z.test e@x.test",
+         "To: A <a@x.test>, b@y.test\r\nCc: \"C, D\" <c@z.test>\r\nSubject: s\r\n\r\n"},
+        /* folded, bare LF, Bcc first and last, no empty line at the end */
+        {"Bcc: h@x.test,\n i@x.test\nTO: j@x.test\nbcc: k@x.test", 4,
+         "h@x.test i@x.test j@x.test k@x.test", "TO: j@x.test\n"},
+        {"Subject: only\nBcc: z@x.test\n", 1, "z@x.test", "Subject: only\n"},
+        /* groups, comments, an empty group; other fields are not looked at */
+        {"To: team: a@x.test, b@x.test;, (c) d@x.test\nFrom: f@x.test\nReply-To: r@x.test\n\n", 3,
+         "a@x.test b@x.test d@x.test",
+         "To: team: a@x.test, b@x.test;, (c) d@x.test\nFrom: f@x.test\nReply-To: r@x.test\n\n"},
+        {"To: undisclosed-recipients:;\n\n", 0, "", "To: undisclosed-recipients:;\n\n"},
+        /* the body is not looked at */
+        {"Subject: s\n\nTo: body@x.test\n", 0, "", "Subject: s\n\nTo: body@x.test\n"},
+        {"", 0, "", ""},
+        /* a To: that is not an address list */
+        {"To: <unclosed@x.test\n\n", -1, NULL, NULL},
+    };
+    static char out[SENDMAIL_HDR_RCPT_MAX][SMTP_PATH_MAX + 1];
+    for (size_t i = 0; i < N(hcases); i++) {
+        char buf[512], scratch[512];
+        size_t len = strlen(hcases[i].in);
+        memcpy(buf, hcases[i].in, len);
+        long n = sendmail_header_rcpts(buf, &len, out, SENDMAIL_HDR_RCPT_MAX, scratch);
+        if (n != hcases[i].n)
+            fail_msg("case %zu: %ld addresses, want %ld", i, n, hcases[i].n);
+        if (n < 0)
+            continue;
+        char got[512] = "";
+        for (long k = 0; k < n; k++) {
+            if (k)
+                strcat(got, " ");
+            strcat(got, out[k]);
+        }
+        if (strcmp(got, hcases[i].rcpts) != 0)
+            fail_msg("case %zu: \"%s\", want \"%s\"", i, got, hcases[i].rcpts);
+        if (len != strlen(hcases[i].out) || memcmp(buf, hcases[i].out, len) != 0)
+            fail_msg("case %zu: header \"%.*s\", want \"%s\"", i, (int)len, buf, hcases[i].out);
+    }
+    /* more than max */
+    char many[4096] = "To: ";
+    for (int k = 0; k < 40; k++)
+        sprintf(many + strlen(many), "%su%d@x.test", k ? ", " : "", k);
+    strcat(many, "\n\n");
+    char scratch[4096];
+    size_t len = strlen(many);
+    assert_int_equal(sendmail_header_rcpts(many, &len, out, 39, scratch), -1);
+    len = strlen(many);
+    assert_int_equal(sendmail_header_rcpts(many, &len, out, 40, scratch), 40);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_warnings),
+        cmocka_unit_test(test_header_rcpts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
