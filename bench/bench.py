@@ -27,13 +27,22 @@ The relay path sends the mx loads to an address in another domain from a
 trusted network: each server relays every message over SMTP to its own
 smtp-sink on 127.0.0.2 (Tern through an MX lookup answered by the bench's DNS
 server, Postfix as its relayhost), and end to end is until the sink has counted
-every message. bench.sh builds Tern and tls-source and calls this; see
-bench/README.md.
+every message.
+
+The mail authentication phase measures Tern alone, the 50-client 4 KiB load on
+a fresh Tern per configuration: from a trusted network unsigned, DKIM-signed
+with an RSA-2048 key, with an Ed25519 key; from an untrusted client with the
+checks off, and with SPF, DKIM and DMARC verified (a message signed beforehand
+by dkimpy, the sender's records served by the bench's DNS server). Every
+delivered message is checked to show that the intended path ran, and each rate
+is compared with its baseline's. bench.sh builds Tern and tls-source and calls
+this; see bench/README.md.
 """
 
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -79,6 +88,27 @@ RELAY_ZONE = {
     SINK_MX: [("A", SINK_ADDR)],
 }
 RELAY_SCENARIOS = SCENARIOS
+
+# The mail authentication phase: Tern alone, the mx 50-client load, once per
+# configuration, each on a fresh Tern. The sender's domain (SENDER's, and the From:
+# domain smtp-source writes) is the one signed for and verified; the bench's DNS
+# server publishes its SPF, DMARC and DKIM key records.
+AUTH_DOMAIN = SENDER.split("@")[1]
+AUTH_SCENARIO = (50, 10000, 4096)  # as the mx 50-client scenario
+AUTH_VERIFY_SELECTOR = "bench-verify"  # the key the pre-signed message is signed with
+AUTH_CONFIGS = [
+    # (id, label, from a trusted network, signing key type, verify, baseline id)
+    ("baseline-trusted", "baseline, trusted", True, None, False, None),
+    ("sign-rsa", "DKIM sign RSA-2048", True, "rsa", False, "baseline-trusted"),
+    ("sign-ed25519", "DKIM sign Ed25519", True, "ed25519", False, "baseline-trusted"),
+    ("baseline-untrusted", "baseline, untrusted", False, None, False, None),
+    ("verify", "verify SPF+DKIM+DMARC", False, None, True, "baseline-untrusted"),
+]
+AUTH_ALGORITHM = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
+# The mx path compares Tern with a Postfix that checks no SPF, DKIM or DMARC (no
+# milter): Tern's checks are off there too (their cost is the mailauth phase's).
+# They would otherwise resolve from the root, which loopback-only runs cannot reach.
+MX_NO_MAILAUTH = "spf_verify = no\ndkim_verify = no\ndmarc_verify = no\n"
 
 
 def scenario_label(sessions, messages, size):
@@ -536,10 +566,12 @@ class Tern:
 
     name = "Tern"
 
-    def __init__(self, work, binary, repo, ports, tls=None, relay=None):
+    def __init__(self, work, binary, repo, ports, tls=None, relay=None, extra=""):
         self.tls = tls  # (certificate, key) shared with Postfix, or None for Tern's own
         self.relay = relay  # (DNS forwarder "127.0.0.1@PORT", Sink) for the relay path, or None
+        self.extra = extra  # more configuration lines, appended last (the mailauth phase)
         self.dir = os.path.join(work, "tern")
+        self.keydir = os.path.join(self.dir, "var", "dkim")  # dkim_key_dir
         self.binary, self.repo = binary, repo
         self.port, self.sub_port, self.subs_port = ports
         self.logfile = os.path.join(self.dir, "tern.log")
@@ -566,6 +598,7 @@ max_connections_per_client = 1000
 message_size_limit = 50M
 user_message_rate = 0
 user_recipient_rate = 0
+dkim_key_dir = {self.keydir}
 """
         if self.tls:
             overrides += f"""tls_cert_file = {self.tls[0]}
@@ -578,6 +611,7 @@ tls_selfsigned = no
 dns_forwarders = {forwarder}
 outbound_port = {sink.port}
 """
+        overrides += self.extra
         with open(self.conf, "w") as f:
             f.write(base + overrides)
 
@@ -721,9 +755,10 @@ class Sink:
         self.proc = None
 
 
-def start_dns(repo):
+def start_dns(repo, zone=None):
     """The tests' DNS server (tests/integration/dns_server.py, python3-dnslib) serving
-    RELAY_ZONE on an ephemeral 127.0.0.1 port, for Tern's dns_forwarders."""
+    zone (RELAY_ZONE by default) on an ephemeral 127.0.0.1 port, for Tern's
+    dns_forwarders."""
     import importlib.util
     path = os.path.join(repo, "tests", "integration", "dns_server.py")
     spec = importlib.util.spec_from_file_location("tern_bench_dns_server", path)
@@ -732,7 +767,7 @@ def start_dns(repo):
         spec.loader.exec_module(mod)
     except ImportError as e:
         raise ServerError(f"{path}: {e} (install python3-dnslib: scripts/install-deps.sh --test)")
-    return mod.DNSTestServer(RELAY_ZONE).start()
+    return mod.DNSTestServer(RELAY_ZONE if zone is None else zone).start()
 
 
 # --- one measurement ------------------------------------------------------
@@ -916,6 +951,320 @@ def measure_idle(server, sessions, tls_source, work):
     return res
 
 
+# --- mail authentication ------------------------------------------------------
+
+
+def zone_strings(line):
+    """The character-strings of a TXT record printed in zone-file form."""
+    return [re.sub(r"\\(.)", r"\1", s) for s in re.findall(r'"((?:[^"\\]|\\.)*)"', line)]
+
+
+def tern_keygen(server, domain, selector, keytype):
+    """`tern dkim keygen` into server's dkim_key_dir; returns the key's path and the
+    character-strings of the TXT record it prints."""
+    cmd = [server.binary, "dkim", "keygen", "-c", server.conf, domain, "--selector", selector,
+           "--type", keytype]
+    r = subprocess.run(cmd, cwd=server.dir, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=120)
+    name = f"{selector}._domainkey.{domain}. IN TXT "
+    line = [x for x in r.stdout.splitlines() if x.startswith(name)]
+    if r.returncode != 0 or len(line) != 1:
+        raise ServerError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    return os.path.join(server.keydir, domain, f"{selector}.key"), zone_strings(line[0])
+
+
+def auth_body(size):
+    """size octets of body (CRLF line ends), lines of 78 characters."""
+    lines, left = [], size
+    while left > 0:
+        n = min(78, left - 2) if left > 2 else 0
+        lines.append(b"X" * max(n, 0) + b"\r\n")
+        left -= max(n, 0) + 2
+    return b"".join(lines)
+
+
+def presigned_message(key_path, selector, domain, size, path):
+    """A message From: the sender signed by dkimpy (relaxed/relaxed, rsa-sha256) with
+    the key at key_path, written to path with LF line ends for smtp-source -F (which
+    sends each line with CRLF). Returns the signed message in its CRLF form."""
+    import dkim  # python3-dkim (dkimpy)
+    head = (f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: mail authentication bench\r\n"
+            f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\r\n"
+            f"Message-ID: <mailauth.{os.getpid()}@{HELO}>\r\n\r\n").encode()
+    msg = head + auth_body(size)
+    with open(key_path, "rb") as f:
+        pem = f.read()
+    sig = dkim.sign(msg, selector.encode(), domain.encode(), pem,
+                    canonicalize=(b"relaxed", b"relaxed"),
+                    include_headers=[b"From", b"To", b"Subject", b"Date", b"Message-ID"])
+    signed = sig + msg
+    with open(path, "wb") as f:
+        f.write(signed.replace(b"\r\n", b"\n"))
+    return signed
+
+
+def header_fields(data):
+    """(lowercase name, unfolded value) of each header field of a stored message."""
+    data = data.replace(b"\r\n", b"\n")
+    head = data.split(b"\n\n", 1)[0].decode("utf-8", "replace")
+    fields = []
+    for line in re.sub(r"\n[ \t]+", " ", head).split("\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            fields.append((name.strip().lower(), value.strip()))
+    return fields
+
+
+def dkim_tags(value):
+    return {k.strip(): v.strip() for k, _, v in
+            (t.partition("=") for t in value.split(";")) if k.strip()}
+
+
+def authres_results(value):
+    """(method, result, the whole resinfo) of each result in an Authentication-Results
+    value (RFC 8601), e.g. ("spf", "pass", "spf=pass smtp.mailfrom=a@b")."""
+    out = []
+    for part in value.split(";")[1:]:
+        m = re.match(r"\s*([a-z0-9-]+)=([a-z]+)", part)
+        if m:
+            out.append((m.group(1), m.group(2), part.strip()))
+    return out
+
+
+def check_auth_message(cfg, data):
+    """None when a delivered message shows that configuration cfg's path ran, else
+    what is wrong."""
+    _, _, trusted, keytype, verify, _ = cfg
+    fields = header_fields(data)
+    sigs = [dkim_tags(v) for n, v in fields if n == "dkim-signature"]
+    ars = [v for n, v in fields if n == "authentication-results"]
+    results = [r for a in ars for r in authres_results(a)]
+    if trusted:
+        if ars:
+            return f"an Authentication-Results on mail from a trusted network: {ars[0]}"
+        if keytype is None:
+            return f"signed without a key: DKIM-Signature a={sigs[0].get('a')}" if sigs else None
+        want = AUTH_ALGORITHM[keytype]
+        if len(sigs) != 1 or sigs[0].get("a") != want or sigs[0].get("d") != AUTH_DOMAIN:
+            got = ", ".join(f"a={s.get('a')} d={s.get('d')}" for s in sigs) or "none"
+            return f"expected one DKIM-Signature a={want} d={AUTH_DOMAIN}, found {got}"
+        return None
+    if len(sigs) != 1:
+        return f"{len(sigs)} DKIM-Signature fields, expected the client's one"
+    if verify:
+        # SPF of MAIL FROM and of the HELO name, the client's signature, DMARC: all pass.
+        want = [("spf", "smtp.mailfrom="), ("spf", "smtp.helo="), ("dkim", "header.d="),
+                ("dmarc", "header.from=")]
+        found = [any(m == w and p in info for m, _, info in results) for w, p in want]
+        if (len(ars) != 1 or not all(found) or len(results) != len(want)
+                or any(r != "pass" for _, r, _ in results)):
+            return ("Authentication-Results not spf=pass (MAIL FROM and HELO) dkim=pass "
+                    f"dmarc=pass: {ars or 'none'}")
+        return None
+    if any(r != "none" for _, r, _ in results):
+        return f"checks ran with spf/dkim/dmarc_verify = no: {ars}"
+    return None
+
+
+def check_auth_delivered(cfg, maildir, zone):
+    """Every delivered message must show that cfg's path ran (check_auth_message); the
+    first signed one is also verified by dkimpy against the bench's zone. Returns
+    (error or None, a summary, the header section of the first message)."""
+    files = []
+    for sub in ("new", "cur"):
+        d = os.path.join(maildir, sub)
+        if os.path.isdir(d):
+            files += [os.path.join(d, n) for n in os.listdir(d)]
+    if not files:
+        return "no delivered message to check", "", ""
+    files.sort()
+    bad, first_err, sample = 0, None, None
+    for path in files:
+        with open(path, "rb") as f:
+            data = f.read(65536)
+        if sample is None:
+            sample = data
+        err = check_auth_message(cfg, data)
+        if err:
+            bad += 1
+            first_err = first_err or f"{os.path.basename(path)}: {err}"
+    head = sample.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("utf-8", "replace")
+    if bad:
+        return f"{bad} of {len(files)} messages: {first_err}", "", head
+    _, _, trusted, keytype, verify, _ = cfg
+    if trusted and keytype:
+        import dkim  # dkimpy checks Tern's signature with the published key
+
+        def dnsfunc(name, timeout=5):
+            name = (name.decode() if isinstance(name, bytes) else name).rstrip(".").lower()
+            txt = [v for t, v in zone.get(name, []) if t == "TXT"]
+            return "".join(txt[0]).encode() if txt else None
+
+        with open(files[0], "rb") as f:
+            data = f.read()
+        if b"\r\n" not in data:
+            data = data.replace(b"\n", b"\r\n")
+        if not dkim.verify(data, dnsfunc=dnsfunc):
+            return f"dkimpy does not verify Tern's signature in {files[0]}", "", head
+        what = f"{len(files):,} signed a={AUTH_ALGORITHM[keytype]} d={AUTH_DOMAIN}, dkimpy verifies"
+    elif trusted:
+        what = f"{len(files):,} unsigned"
+    elif verify:
+        what = f"{len(files):,} spf=pass (MAIL FROM, HELO) dkim=pass dmarc=pass"
+    else:
+        what = f"{len(files):,} with no check run"
+    return None, what, head
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, all its threads, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_mailauth(args, work, tern_path, tern_ports, flags, scenario, results, failed):
+    """The mail authentication phase: each configuration of AUTH_CONFIGS on a fresh
+    Tern with its own work directory, the same load, and the check of what was
+    delivered. Appends to results; failed gets what could not run at all."""
+    label, sessions, messages, size = scenario
+    zone = {
+        AUTH_DOMAIN: [("TXT", "v=spf1 ip4:127.0.0.1 -all")],
+        f"_dmarc.{AUTH_DOMAIN}": [("TXT", "v=DMARC1; p=reject")],
+        HELO: [("TXT", "v=spf1 ip4:127.0.0.1 -all")],  # SPF of the HELO name
+    }
+    scratch = Tern(os.path.join(work, "mailauth-keys"), tern_path, args.repo, tern_ports)
+    dns = None
+    try:
+        if not tern_path:
+            raise ServerError("no Tern binary: the release build failed (see its output above)")
+        # The key of the pre-signed message: made by Tern in a scratch key store, its
+        # record published, the message signed with it by dkimpy.
+        os.makedirs(scratch.dir, exist_ok=True)
+        scratch.configure()
+        key, record = tern_keygen(scratch, AUTH_DOMAIN, AUTH_VERIFY_SELECTOR, "rsa")
+        zone[f"{AUTH_VERIFY_SELECTOR}._domainkey.{AUTH_DOMAIN}"] = [("TXT", record)]
+        presigned = os.path.join(work, "mailauth-presigned.eml")
+        msg = presigned_message(key, AUTH_VERIFY_SELECTOR, AUTH_DOMAIN, size, presigned)
+        dns = start_dns(args.repo, zone)
+        log(f"mailauth: DNS server on {dns.forwarder}: {AUTH_DOMAIN} SPF, DMARC p=reject, "
+            f"{HELO} SPF, "
+            f"DKIM key {AUTH_VERIFY_SELECTOR}; pre-signed message {len(msg):,} octets "
+            f"({presigned})")
+    except (ServerError, RuntimeError, OSError, ImportError, subprocess.SubprocessError) as e:
+        failed["Tern"] = f"not measured: {e}"
+        log(f"mailauth NOT MEASURED: {e}")
+        if dns:
+            dns.stop()
+        return
+    try:
+        for cfg in AUTH_CONFIGS:
+            cid, clabel, trusted, keytype, verify, _ = cfg
+            cwork = os.path.join(work, f"mailauth-{cid}")
+            os.makedirs(cwork, exist_ok=True)
+            os.chmod(cwork, 0o755)
+            extra = f"dns_forwarders = {dns.forwarder}\n"
+            extra += f"trusted_networks = {'127.0.0.0/8' if trusted else ''}\n"
+            # loopback is left unchecked by default (mailauth_skip_networks): check it
+            extra += "mailauth_skip_networks =\n"
+            if trusted:
+                extra += "dkim_sign = yes\n"
+            else:
+                yn = "yes" if verify else "no"
+                extra += f"spf_verify = {yn}\ndkim_verify = {yn}\ndmarc_verify = {yn}\n"
+            srv = Tern(cwork, tern_path, args.repo, tern_ports, extra=extra)
+            res = None
+            try:
+                os.makedirs(srv.dir, exist_ok=True)
+                srv.configure()
+                if keytype:
+                    selector = f"bench-{keytype}"
+                    _, rec = tern_keygen(srv, AUTH_DOMAIN, selector, keytype)
+                    zone[f"{selector}._domainkey.{AUTH_DOMAIN}"] = [("TXT", rec)]
+                    dns.set_records(zone)
+                srv.start()
+                log(f"mailauth {clabel}: started {srv.describe()}")
+                if trusted:
+                    cmd = None  # smtp-source's own message: From: <SENDER>
+                else:
+                    cmd = ["smtp-source", *flags, "-s", str(sessions), "-m", str(messages),
+                           "-F", presigned, "-M", HELO, "-f", SENDER, "-t", RECIPIENT,
+                           f"127.0.0.1:{srv.port}"]
+                queries, cpu0 = len(dns.queries), cpu_seconds(srv.proc.pid)
+                log(f"mailauth {clabel}: {label} ...")
+                res = measure(srv, label, sessions, messages, size, cwork, flags, cmd)
+                cpu1 = cpu_seconds(srv.proc.pid)
+                if cpu0 is not None and cpu1 is not None and "error" not in res:
+                    res["cpu_ms_per_msg"] = (cpu1 - cpu0) * 1000 / messages
+                res["dns_queries"] = len(dns.queries) - queries
+                res["tern_hwm_kb"] = srv.peak_hwm()
+            except ServerError as e:
+                res = {"scenario": label, "server": "Tern", "error": f"did not start: {e}"}
+            finally:
+                srv.stop()
+            res.update({"config": cid, "label": clabel, "trusted": trusted,
+                        "sign_key": keytype, "verify": verify,
+                        "message": "smtp-source -l" if trusted else "pre-signed, -F"})
+            if "error" not in res:
+                err, what, head = check_auth_delivered(cfg, srv.maildir, zone)
+                res["checked"] = what
+                res["sample_header"] = head
+                if err:
+                    res["error"] = f"wrong path measured: {err}"
+                    log(f"mailauth {clabel}: WRONG PATH: {err}\nfirst message's header:\n{head}")
+            results.append(res)
+            logged(f"mailauth {clabel}", srv, res, {})
+            if "error" not in res:
+                log(f"mailauth {clabel}: Tern CPU {res.get('cpu_ms_per_msg', 0):.3f} ms/msg; "
+                    f"checked {res['checked']}; {res['dns_queries']} DNS "
+                    f"queries reached the DNS server; first message's header:\n{head}")
+    finally:
+        dns.stop()
+    by = {r["config"]: r for r in results}
+    for r in results:
+        base = by.get(next(c[5] for c in AUTH_CONFIGS if c[0] == r["config"]))
+        if base is None or "error" in r or "error" in base:
+            continue
+        r["baseline"] = base["config"]
+        for k in ("accepted_rate", "e2e_rate"):
+            if r.get(k) and base.get(k):
+                r[k.replace("rate", "cost")] = 1 - r[k] / base[k]
+        if r.get("cpu_ms_per_msg") is not None and base.get("cpu_ms_per_msg") is not None:
+            r["cpu_ms_added"] = r["cpu_ms_per_msg"] - base["cpu_ms_per_msg"]
+
+
+def fmt_cpu(ms, added):
+    if ms is None:
+        return "-"
+    return f"{ms:.2f}" + (f" ({added:+.2f})" if added is not None else "")
+
+
+def fmt_cost(v):
+    return f"{v * 100:+.1f} %" if v is not None else "-"
+
+
+def report_mailauth(results, failed):
+    rows = [("configuration", "message", "accepted msg/s", "cost", "end-to-end msg/s", "cost",
+             "peak RSS MiB", "CPU ms/msg", "checked")]
+    by = {r["config"]: r for r in results}
+    for cid, clabel, trusted, *_ in AUTH_CONFIGS:
+        r = by.get(cid)
+        if r is None:
+            rows.append((clabel, "-", "-", "-", "-", "-", "-", "-",
+                         failed.get("Tern", "not run").splitlines()[0][:70]))
+            continue
+        rows.append((clabel, r["message"], fmt_rate(r.get("accepted_rate")),
+                     fmt_cost(r.get("accepted_cost")), fmt_rate(r.get("e2e_rate")),
+                     fmt_cost(r.get("e2e_cost")), fmt_mib(r.get("peak_rss_kb")),
+                     fmt_cpu(r.get("cpu_ms_per_msg"), r.get("cpu_ms_added")),
+                     ("FAILED: " + r["error"])[:70] if "error" in r else r.get("checked", "")))
+    return table(rows)
+
+
 # --- report ---------------------------------------------------------------
 
 
@@ -1096,7 +1445,12 @@ def main():
     part.add_argument("--only-relay", action="store_true",
                       help="only the relay path (to smtp-sink: Tern by MX through the bench's "
                       "DNS server, Postfix through relayhost)")
+    part.add_argument("--only-mailauth", action="store_true",
+                      help="only the mail authentication phase (Tern alone: DKIM signing, "
+                      "SPF+DKIM+DMARC verification, against their baselines)")
     ap.add_argument("--no-relay", action="store_true", help="skip the relay path")
+    ap.add_argument("--no-mailauth", action="store_true",
+                    help="skip the mail authentication phase")
     ap.add_argument("--quick", action="store_true", help="a tenth of the messages, for a smoke test")
     ap.add_argument("--persistent", action="store_true",
                     help="smtp-source reuses each connection (-d) instead of one per message")
@@ -1116,9 +1470,14 @@ def main():
         sys.exit("bench: smtp-source not found (install postfix: scripts/install-deps.sh --test)")
     if args.only_relay and args.no_relay:
         sys.exit("bench: --only-relay and --no-relay contradict each other")
-    mx_part = not (args.only_submission or args.only_relay)
-    sub_part = not (args.no_submission or args.only_relay)
-    relay_part = not (args.no_relay or args.only_submission)
+    if args.only_mailauth and (args.no_mailauth or args.only == "postfix"):
+        sys.exit("bench: --only-mailauth measures Tern alone; it contradicts "
+                 "--no-mailauth and --only postfix")
+    mx_part = not (args.only_submission or args.only_relay or args.only_mailauth)
+    sub_part = not (args.no_submission or args.only_relay or args.only_mailauth)
+    relay_part = not (args.no_relay or args.only_submission or args.only_mailauth)
+    auth_part = not (args.no_mailauth or args.only_submission or args.only_relay
+                     or args.only == "postfix")
     if relay_part and shutil.which("smtp-sink") is None:
         sys.exit("bench: smtp-sink not found (install postfix: scripts/install-deps.sh --test)")
 
@@ -1135,6 +1494,9 @@ def main():
     for s, m, z in RELAY_SCENARIOS:
         m = max(s, m // 10) if args.quick else m
         relay_scenarios.append((scenario_label(s, m, z), s, m, z))
+    s, m, z = AUTH_SCENARIO
+    m = max(s, m // 10) if args.quick else m
+    auth_scenario = (scenario_label(s, m, z), s, m, z)
     idle = IDLE_SESSIONS // 10 if args.quick else IDLE_SESSIONS
     idle_label = f"{idle} idle TLS sessions"
 
@@ -1145,6 +1507,7 @@ def main():
     tern_ports = (args.tern_port, args.tern_port + 3345, args.tern_port + 2125)
     results, failed, sub_results, sub_failed = [], {}, [], {}
     relay_results, relay_failed = [], {}
+    auth_results, auth_failed = [], {}
     names, relay_names = [], []
     try:
         if mx_part:
@@ -1152,7 +1515,8 @@ def main():
             if args.only != "tern":
                 servers.append(Postfix(work, args.postfix_port))
             if args.only != "postfix":
-                servers.append(Tern(work, tern_path, args.repo, tern_ports))
+                servers.append(Tern(work, tern_path, args.repo, tern_ports,
+                                    extra=MX_NO_MAILAUTH))
             names = [s.name for s in servers]
 
             def mx_loads(running):
@@ -1210,6 +1574,10 @@ def main():
                     sink.stop()
                 if dns:
                     dns.stop()
+
+        if auth_part:
+            run_mailauth(args, work, tern_path, tern_ports, flags, auth_scenario, auth_results,
+                         auth_failed)
 
         if sub_part:
             tls_source = (os.path.abspath(args.tls_source) if args.tls_source
@@ -1269,6 +1637,16 @@ def main():
               f"server; Postfix: relayhost, no DNS); end to end = counted by the sink; "
               f"{os.cpu_count()} CPUs")
         print(report(relay_scenarios, relay_names, relay_results, relay_failed))
+    if auth_part:
+        mode = "one connection per session (-d)" if args.persistent else "one connection per message"
+        print()
+        print(f"Mail authentication: Tern alone, smtp-source {auth_scenario[0]} to 127.0.0.1, "
+              f"{mode}, each configuration on a fresh Tern; cost = 1 - rate / its baseline's "
+              f"(signing: baseline, trusted; verifying: baseline, untrusted); CPU ms/msg = "
+              f"Tern's user+system time from the start of the load until every message is "
+              f"delivered, per message (in parentheses: above its baseline's); "
+              f"{os.cpu_count()} CPUs")
+        print(report_mailauth(auth_results, auth_failed))
     if sub_part:
         tls = next((r["tls"] for r in sub_results if r.get("tls")), "TLS")
         print()
@@ -1280,9 +1658,10 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"results": results, "failed": failed, "submission": sub_results,
                        "submission_failed": sub_failed, "relay": relay_results,
-                       "relay_failed": relay_failed}, f, indent=2)
-    bad = ([r for r in results + sub_results + relay_results if "error" in r]
-           or failed or sub_failed or relay_failed)
+                       "relay_failed": relay_failed, "mailauth": auth_results,
+                       "mailauth_failed": auth_failed}, f, indent=2)
+    bad = ([r for r in results + sub_results + relay_results + auth_results if "error" in r]
+           or failed or sub_failed or relay_failed or auth_failed)
     if bad:
         print("\nbench: some measurements failed (see above)")
     return 1 if bad else 0

@@ -2,16 +2,18 @@
 # bench.sh - build Tern for release and measure it against Postfix.
 #
 #   sudo bench/bench.sh [--quick] [--only tern|postfix]
-#                       [--only-submission|--no-submission|--only-relay] [--no-relay]
-#                       [--persistent] [--keep] [--json FILE]
+#                       [--only-submission|--no-submission|--only-relay|--only-mailauth]
+#                       [--no-relay] [--no-mailauth] [--persistent] [--keep] [--json FILE]
 #
 # Installs what it needs (scripts/install-deps.sh --test: Postfix brings
 # smtp-source, Dovecot the SASL server of Postfix's submission service),
 # builds build-release/tern and build-release/tls-source (bench/tls-source.c,
 # the STARTTLS + AUTH load client), then runs bench/bench.py, which starts Tern
 # and a private Postfix instance on loopback, drives both with smtp-source (mx,
-# and relay to smtp-sink) and tls-source (submission) and prints the tables. A Tern that fails to build
-# or start is reported and Postfix is still measured. See bench/README.md.
+# and relay to smtp-sink) and tls-source (submission), measures Tern alone with
+# DKIM signing and SPF+DKIM+DMARC verification (the mailauth phase) and prints
+# the tables. A Tern that fails to build or start is reported and Postfix is
+# still measured. See bench/README.md.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

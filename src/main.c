@@ -2,7 +2,7 @@
  * main - the tern program: subcommand dispatch and the wiring of `tern serve`,
  * the only file that sees every module.
  *
- *   tern serve [-c FILE]   run the server in the foreground (logs on stderr)
+ *   tern serve [-c FILE]   run the server in the foreground (logs to log_target)
  *   tern check [-c FILE]   validate the configuration
  *   tern queue ...         the queue, through the control socket (cli/queue.c)
  *   tern sendmail ...      sendmail compatibility, also as sendmail, mailq or
@@ -17,6 +17,7 @@
  * listeners, and run the event loop. SIGHUP reloads the certificate, the user
  * store and the sender login map (a file that fails to load keeps the old
  * one); the user store and the map are also reloaded when their files change.
+ * SIGUSR1 reopens the log file (log_target), for logrotate.
  * SIGTERM/SIGINT stop accepting, let transactions in flight finish (up to 10
  * seconds), wait for deliveries in flight, flush the journal and exit 0.
  */
@@ -35,6 +36,7 @@
 #include "mailauth/dkim.h"
 #include "mailauth/dkimkey.h"
 #include "mailauth/dmarc_check.h"
+#include "mailauth/keycache.h"
 #include "mailauth/orgdomain.h"
 #include "sched/sched.h"
 #include "server/msgauth.h"
@@ -151,6 +153,10 @@ static void free_mailauth(struct daemon *d)
     dmarc_checker_free(d->dmarc);
     orgdomain_free(d->org);
     dkim_keystore_free(d->dkim_keys);
+    uint64_t hits, misses;
+    dkim_keycache_stats(&hits, &misses);
+    log_info("event=dkim_keycache hits=%" PRIu64 " parsed=%" PRIu64, hits, misses);
+    dkim_keycache_clear();
     dkim_ctx_free(d->dkim);
 }
 
@@ -161,6 +167,7 @@ static void usage(FILE *f)
           "       tern cert selfsigned [-c FILE] [--force]   write a self-signed TLS pair\n"
           "       tern user add|passwd|del|list ...   edit or list the user store\n"
           "       tern resolve [-c FILE] [-H] NAME   where mail for a domain would be relayed\n"
+          "       tern send [--server HOST] ... --to ADDR   send a message (tern send --help)\n"
           "       tern spf [-c FILE] [--helo NAME] IP SENDER   the SPF result for a sender\n"
           "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
           "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
@@ -352,6 +359,20 @@ static void on_sighup(void *arg, int signo)
     load_senders(d, false);
 }
 
+/* SIGUSR1: open the log file again (logrotate renamed it). */
+static void on_sigusr1(void *arg, int signo)
+{
+    struct daemon *d = arg;
+    (void)signo;
+    char err[512];
+    int r = log_reopen(err, sizeof err);
+    if (r < 0)
+        log_error("event=log_reopen_failed error=\"%s\" note=\"still writing to the old file\"",
+                  err);
+    else if (r == 0)
+        log_info("event=log_reopened target=%s", d->cfg->log_target);
+}
+
 static void on_stop_timer(void *arg)
 {
     struct daemon *d = arg;
@@ -412,6 +433,9 @@ static int cmd_serve(int argc, char **argv)
     if (!d.cfg)
         fatal("event=fatal reason=\"invalid configuration\" file=%s", file);
     log_set_level((enum log_level)d.cfg->log_level);
+    char logerr[512];
+    if (log_open(d.cfg->log_target, (enum log_format)d.cfg->log_format, logerr, sizeof logerr) < 0)
+        fatal("event=fatal reason=\"cannot open the log\" error=\"%s\"", logerr);
     if (d.cfg->aliases_file) {
         d.aliases = aliases_load(d.cfg->aliases_file, &diags);
         for (size_t i = 0; i < diags.n; i++)
@@ -485,6 +509,7 @@ static int cmd_serve(int argc, char **argv)
     ev_on_signal(d.loop, SIGTERM, on_signal, &d);
     ev_on_signal(d.loop, SIGINT, on_signal, &d);
     ev_on_signal(d.loop, SIGHUP, on_sighup, &d);
+    ev_on_signal(d.loop, SIGUSR1, on_sigusr1, &d);
     d.reload_timer = ev_timer_new(d.loop, on_reload_timer, &d);
     ev_timer_start(d.reload_timer, RELOAD_CHECK_MS);
     log_info("event=started hostname=%s listeners=%zu", d.cfg->hostname, d.cfg->nlisten);
@@ -516,6 +541,7 @@ static int cmd_serve(int argc, char **argv)
     sender_login_free(d.senders);
     config_free(d.cfg);
     log_info("event=stopped");
+    log_close();
     return rc == 0 ? 0 : 1;
 }
 
@@ -538,6 +564,8 @@ int main(int argc, char **argv)
         return cli_user(argc - 1, argv + 1);
     if (strcmp(cmd, "resolve") == 0)
         return cli_resolve(argc - 1, argv + 1);
+    if (strcmp(cmd, "send") == 0)
+        return cli_send(argc - 1, argv + 1);
     if (strcmp(cmd, "spf") == 0)
         return cli_spf(argc - 1, argv + 1);
     if (strcmp(cmd, "dkim") == 0)

@@ -35,6 +35,10 @@ int cli_user(int argc, char **argv);
    configuration, 2 bad usage, 75 temporary failure. */
 int cli_resolve(int argc, char **argv);
 
+/* `tern send [--server HOST] [--port N] [--tls starttls|implicit|none] ... --to ADDR`:
+   build a message and submit it over SMTP (see send.c and docs/send.md). Exit
+   status 0 sent, 1 refused or failed, 2 bad usage, 75 temporary failure. */
+int cli_send(int argc, char **argv);
 /* `tern spf [-c FILE] [--helo NAME] [--identity mailfrom|helo] IP SENDER`:
    the SPF result (RFC 7208) for that client and sender, on one line. Exit
    status 0 for any result, 1 bad configuration, 2 bad usage. */

@@ -375,6 +375,8 @@ enum key_type {
     KT_TRUSTED,    /* CIDR list */
     KT_NEWLINE,    /* reject | normalize */
     KT_LOGLEVEL,   /* error | warn | info | debug */
+    KT_LOGFORMAT,  /* text | json */
+    KT_LOGTARGET,  /* stderr | syslog | a path holding a '/'; empty: stderr */
     KT_TLSVER,     /* TLSv1.2 | TLSv1.3 */
     KT_BOOL,       /* yes | no */
     KT_STRING,     /* one word; empty: the default (sdef, may be NULL) */
@@ -419,6 +421,7 @@ static const struct key_def keys[] = {
     {"maildir_root", KT_PATH, F(maildir_root), 0, 0, 0, "var/mail", 0},
     {"spool_dir", KT_PATH, F(spool_dir), 0, 0, 0, "var/spool", 0},
     {"trusted_networks", KT_TRUSTED, 0, 0, 0, 0, NULL, 0},
+    {"mailauth_skip_networks", KT_TRUSTED, 0, 0, 0, 0, NULL, 0},
     {"bare_newline", KT_NEWLINE, F(bare_newline), SMTP_NEWLINE_REJECT, 0, 0, NULL, 0},
     {"message_size_limit", KT_SIZE64, F(message_size_limit), 50 * MIB, KIB, 2 * GIB, NULL, 0},
     {"max_recipients", KT_COUNT, F(max_recipients), 1000, 100, 100000, NULL, 0},
@@ -435,6 +438,8 @@ static const struct key_def keys[] = {
     {"delivery_workers", KT_COUNT, F(delivery_workers), 0, 0, 256, NULL, 0},
     {"delivery_concurrency", KT_COUNT, F(delivery_concurrency), 64, 1, 10000, NULL, 0},
     {"log_level", KT_LOGLEVEL, F(log_level), LOG_LEVEL_INFO, 0, 0, NULL, 0},
+    {"log_format", KT_LOGFORMAT, F(log_format), LOG_FORMAT_TEXT, 0, 0, NULL, 0},
+    {"log_target", KT_LOGTARGET, F(log_target), 0, 0, 0, "stderr", 0},
     {"tls_cert_file", KT_PATH_OPT, F(tls_cert_file), 0, 0, 0, NULL, 0},
     {"tls_key_file", KT_PATH_OPT, F(tls_key_file), 0, 0, 0, NULL, 0},
     {"tls_selfsigned", KT_BOOL, F(tls_selfsigned), 0, 0, 0, NULL, 0},
@@ -516,6 +521,7 @@ static const char *const tlsver_names[] = {"TLSv1.2", "TLSv1.3"};
 static const char *const bool_names[] = {"no", "yes"};
 static const char *const prefer_names[] = {"ipv6", "ipv4"};
 static const char *const otls_names[] = {"may", "none", "encrypt", "verify"};
+static const char *const logformat_names[] = {"text", "json"};
 static const char *const spfaction_names[] = {"record", "reject"};
 static const char *const dmarcact_names[] = {"reject", "quarantine", "record"};
 
@@ -543,6 +549,10 @@ static const char *const *enum_names(enum key_type t, size_t *n, const char **li
         *n = 4;
         *list = "may, none, encrypt, verify";
         return otls_names;
+    case KT_LOGFORMAT:
+        *n = 2;
+        *list = "text, json";
+        return logformat_names;
     case KT_SPFACTION:
         *n = 2;
         *list = "record, reject";
@@ -720,6 +730,7 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
         break;
     case KT_NEWLINE:
     case KT_LOGLEVEL:
+    case KT_LOGFORMAT:
     case KT_TLSVER:
     case KT_DNSPREFER:
     case KT_OTLS:
@@ -937,7 +948,7 @@ static bool parse_cidr(struct parser *p, const struct key_def *k, const char *s,
         out->family = AF_INET;
         out->prefix -= 96;
     }
-    if (out->prefix == 0)
+    if (out->prefix == 0 && strcmp(k->name, "trusted_networks") == 0)
         cfg_warn(&p->dc, line,
                  "%s: \"%.*s%s\" trusts every %s client to relay: this is an open relay", k->name,
                  CFG_EX(s, n), out->family == AF_INET ? "IPv4" : "IPv6");
@@ -958,9 +969,15 @@ static void do_trusted(struct parser *p, const struct key_def *k, const struct c
         v = xrealloc(v, (nv + 1) * sizeof *v);
         v[nv++] = c;
     }
-    free(p->cfg->trusted);
-    p->cfg->trusted = v;
-    p->cfg->ntrusted = nv;
+    if (strcmp(k->name, "trusted_networks") == 0) {
+        free(p->cfg->trusted);
+        p->cfg->trusted = v;
+        p->cfg->ntrusted = nv;
+    } else {
+        free(p->cfg->mailauth_skip);
+        p->cfg->mailauth_skip = v;
+        p->cfg->nmailauth_skip = nv;
+    }
 }
 
 static void do_domains(struct parser *p, const struct key_def *k, const struct cfg_lline *l,
@@ -1133,6 +1150,7 @@ static void config_line(void *arg, const struct cfg_lline *l)
         break;
     case KT_NEWLINE:
     case KT_LOGLEVEL:
+    case KT_LOGFORMAT:
     case KT_TLSVER:
     case KT_BOOL:
     case KT_DNSPREFER:
@@ -1140,6 +1158,18 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_SPFACTION:
     case KT_DMARCACT:
         do_enum(p, k, v, vlen, line);
+        break;
+    case KT_LOGTARGET:
+        if (vlen == 0)
+            set_string(p->cfg, k, xstrdup(k->sdef));
+        else if ((vlen == 6 && memcmp(v, "stderr", 6) == 0) ||
+                 (vlen == 6 && memcmp(v, "syslog", 6) == 0) || memchr(v, '/', vlen))
+            set_string(p->cfg, k, xstrndup(v, vlen));
+        else
+            cfg_error(&p->dc, line,
+                      "%s: \"%.*s%s\" is not stderr, syslog or the path of a file (a path holds "
+                      "a '/': write ./%.*s%s for a file in the working directory)",
+                      k->name, CFG_EX(v, vlen), CFG_EX(v, vlen));
         break;
     case KT_FIELDNAME:
         if (vlen == 0) {
@@ -1173,6 +1203,15 @@ static void config_line(void *arg, const struct cfg_lline *l)
 
 static void set_defaults(struct config *cfg)
 {
+    /* mailauth_skip_networks: loopback, as policyd-spf's Skip_Addresses and
+       OpenDMARC's IgnoreHosts leave it out by default */
+    static const struct config_cidr loopback[2] = {
+        {AF_INET, {127}, 8},
+        {AF_INET6, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128},
+    };
+    cfg->mailauth_skip = xmalloc(sizeof loopback);
+    memcpy(cfg->mailauth_skip, loopback, sizeof loopback);
+    cfg->nmailauth_skip = 2;
     for (size_t i = 0; i < NKEYS; i++) {
         const struct key_def *k = &keys[i];
         switch (k->type) {
@@ -1180,12 +1219,14 @@ static void set_defaults(struct config *cfg)
             set_string(cfg, k, xstrdup(k->sdef));
             break;
         case KT_STRING:
+        case KT_LOGTARGET:
         case KT_FIELDNAME:
             set_string(cfg, k, k->sdef ? xstrdup(k->sdef) : NULL);
             break;
         case KT_DMARCACT:
         case KT_NEWLINE:
         case KT_LOGLEVEL:
+        case KT_LOGFORMAT:
         case KT_TLSVER:
         case KT_BOOL:
         case KT_DNSPREFER:
@@ -1412,6 +1453,7 @@ void config_free(struct config *cfg)
     free(cfg->maildir_root);
     free(cfg->spool_dir);
     free(cfg->trusted);
+    free(cfg->mailauth_skip);
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
     free(cfg->tls_ciphers);
@@ -1425,6 +1467,7 @@ void config_free(struct config *cfg)
     free(cfg->relayhost);
     free(cfg->relayhost_auth_file);
     free(cfg->transport_file);
+    free(cfg->log_target);
     free(cfg->dmarc_quarantine_header);
     free(cfg->dmarc_report_dir);
     free(cfg->authserv_id);
@@ -1471,10 +1514,20 @@ static bool cidr_match(const struct config_cidr *c, const unsigned char *addr, u
     return (c->addr[bytes] & mask) == (addr[bytes] & mask);
 }
 
+static bool in_networks(const struct config_cidr *v, size_t n, const struct sockaddr *sa);
+
 bool config_is_trusted(const struct config *cfg, const struct sockaddr *sa)
 {
-    if (!cfg || !sa)
-        return false;
+    return cfg && sa && in_networks(cfg->trusted, cfg->ntrusted, sa);
+}
+
+bool config_is_mailauth_skipped(const struct config *cfg, const struct sockaddr *sa)
+{
+    return cfg && sa && in_networks(cfg->mailauth_skip, cfg->nmailauth_skip, sa);
+}
+
+static bool in_networks(const struct config_cidr *v, size_t n, const struct sockaddr *sa)
+{
     unsigned char addr[16];
     int family;
     if (sa->sa_family == AF_INET) {
@@ -1493,8 +1546,8 @@ bool config_is_trusted(const struct config *cfg, const struct sockaddr *sa)
     } else {
         return false;
     }
-    for (size_t i = 0; i < cfg->ntrusted; i++) {
-        const struct config_cidr *c = &cfg->trusted[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct config_cidr *c = &v[i];
         if (c->family == family && cidr_match(c, addr, family == AF_INET ? 32 : 128))
             return true;
     }

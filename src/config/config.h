@@ -26,7 +26,7 @@ struct config_list {
     char **v;
 };
 
-/* An IPv4 or IPv6 network for trusted_networks. */
+/* An IPv4 or IPv6 network for trusted_networks and mailauth_skip_networks. */
 struct config_cidr {
     int family;             /* AF_INET or AF_INET6 */
     unsigned char addr[16]; /* network address, host bits zeroed */
@@ -86,7 +86,10 @@ struct config {
     /* policy */
     size_t ntrusted;
     struct config_cidr *trusted; /* trusted_networks: relay allowed from these */
-    int bare_newline;            /* enum smtp_newline: reject (default) or normalize */
+    size_t nmailauth_skip;
+    struct config_cidr *mailauth_skip; /* mailauth_skip_networks: no SPF, DKIM or DMARC
+                                          checks for these; default loopback */
+    int bare_newline;                  /* enum smtp_newline: reject (default) or normalize */
     /* limits (DESIGN contract 4) */
     uint64_t message_size_limit;       /* SIZE, octets; default 50 MiB */
     size_t max_recipients;             /* per message; default 1000 (>= 100) */
@@ -104,7 +107,9 @@ struct config {
     size_t delivery_workers;     /* worker threads for Maildir writes; 0 (default) = CPUs + 1 */
     size_t delivery_concurrency; /* deliveries in flight at once; default 64 */
     /* logs */
-    int log_level; /* enum log_level; log_level = error|warn|info|debug; default info */
+    int log_level;    /* enum log_level; log_level = error|warn|info|debug; default info */
+    int log_format;   /* enum log_format; log_format = text|json; default text */
+    char *log_target; /* "stderr" (default), "syslog", or a file path (holds a '/') */
     /* TLS (STARTTLS on mx and submission, implicit on submissions) */
     char *tls_cert_file;    /* PEM certificate chain, leaf first; NULL: no TLS */
     char *tls_key_file;     /* PEM private key; NULL: no TLS */
@@ -214,6 +219,8 @@ bool config_is_mailbox(const struct config *cfg, const char *addr);
 /* Is the client address (sockaddr) in trusted_networks? */
 struct sockaddr;
 bool config_is_trusted(const struct config *cfg, const struct sockaddr *sa);
+/* Is it in mailauth_skip_networks? */
+bool config_is_mailauth_skipped(const struct config *cfg, const struct sockaddr *sa);
 const char *config_role_name(enum config_role role);
 
 #endif

@@ -25,6 +25,11 @@ bool ascii_ieq(const char *a, const char *b);
 bool ascii_nieq(const char *a, const char *b, size_t n);
 void ascii_lower(char *s);
 
+/* Length (2 to 4) of the well-formed UTF-8 sequence of a non-ASCII character
+   at s[0..len) (RFC 3629: no overlong forms, surrogates or code points past
+   U+10FFFF), or 0 when there is none. */
+size_t utf8_seq_len(const unsigned char *s, size_t len);
+
 /* Parse an unsigned decimal with overflow check; whole string must be digits. */
 bool parse_u64(const char *s, size_t len, uint64_t *out);
 

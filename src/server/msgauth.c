@@ -339,9 +339,11 @@ static void add_authres(struct msgauth *m)
 
 static void compose(struct msgauth *m)
 {
+    const struct config *cfg = m->cfg;
     if (m->sigs.len > 0)
         buf_append(&m->prefix, m->sigs.data, m->sigs.len);
-    if (m->mode == MSGAUTH_VERIFY)
+    /* with every check switched off there is nothing to record */
+    if (m->mode == MSGAUTH_VERIFY && (cfg->spf_verify || cfg->dkim_verify || cfg->dmarc_verify))
         add_authres(m);
 }
 

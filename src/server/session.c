@@ -132,6 +132,7 @@ struct session {
     char id[20];     /* session id for logs */
     char client[64]; /* client IP address as text */
     bool trusted;    /* client in trusted_networks */
+    bool unchecked;  /* client in mailauth_skip_networks: no SPF, DKIM, DMARC checks */
     char helo[256];  /* HELO/EHLO argument */
     bool greeted;    /* HELO or EHLO accepted */
     bool esmtp;      /* EHLO (extensions on) */
@@ -772,9 +773,9 @@ static void cmd_mail(struct session *s, const char *arg, size_t len)
     s->tx.active = true;
     s->tx.sender = xstrdup(path.addr);
     s->tx.mp = mp;
-    enum msgauth_mode mode = s->auth_user || s->trusted ? MSGAUTH_SIGN
-                             : s->role == ROLE_MX       ? MSGAUTH_VERIFY
-                                                        : MSGAUTH_NONE;
+    enum msgauth_mode mode = s->auth_user || s->trusted            ? MSGAUTH_SIGN
+                             : s->role == ROLE_MX && !s->unchecked ? MSGAUTH_VERIFY
+                                                                   : MSGAUTH_NONE;
     const struct msgauth_ctx *mctx = s->env->deps->mailauth;
     if (mctx && mode != MSGAUTH_NONE) {
         struct msgauth_params mpar = {s->id, s->client, s->helo, path.addr};
@@ -1576,6 +1577,7 @@ struct session *session_new(const struct session_env *env, int fd, const struct 
         memcpy(&s->sa, sa, salen);
     s->loopback = sockaddr_is_loopback(sa);
     s->trusted = config_is_trusted(cfg, sa);
+    s->unchecked = config_is_mailauth_skipped(cfg, sa);
     s->line_cap = cfg->max_command_line + 1;
     s->line = xmalloc(s->line_cap);
     if (role == ROLE_SUBMISSIONS && env->deps->tls) {

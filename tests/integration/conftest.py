@@ -82,6 +82,9 @@ class TernServer:
     twice takes its last value). start() may be called again after stop() or
     kill9() and reuses the same ports, spool and Maildirs. Every run logs to
     its own file (run_log(i)); log() is the current or last run's log.
+    `wrapper` (argv list, empty by default) is put before the command line
+    when set before start(), for a test that runs tern under another program
+    that execs it (the PID stays tern's).
     """
 
     def __init__(self, workdir, overrides=None, aliases=()):
@@ -128,6 +131,7 @@ class TernServer:
             self.users_file.write_text(EXAMPLE_USERS.read_text())
             self.users_file.chmod(0o600)
         self.proc = None
+        self.wrapper = []
         self.logs = []  # one Path per run
         self.problems = []  # non-zero exits etc., reported by the fixture
         self.killed_runs = set()
@@ -146,7 +150,7 @@ class TernServer:
         self.logs.append(log)
         with open(log, "wb") as fh:
             self.proc = subprocess.Popen(
-                [str(binary), "serve", "-c", str(self.conf)],
+                self.wrapper + [str(binary), "serve", "-c", str(self.conf)],
                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                 env=server_env(), cwd=str(self.dir))
         if wait:

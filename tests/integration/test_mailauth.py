@@ -70,7 +70,8 @@ class Lab:
 
     def overrides(self, **extra):
         o = {"dns_forwarders": self.dns.forwarder, "dns_timeout": "2s",
-             "dkim_key_dir": str(self.keydir)}
+             "dkim_key_dir": str(self.keydir),
+             "mailauth_skip_networks": ""}  # the test clients are on loopback
         o.update(extra)
         return o
 
@@ -305,6 +306,10 @@ def test_trusted_client_mail_is_signed_and_verifies_at_the_peer(lab, tern):
     assert d.verify(idx=0, dnsfunc=lab.dnsfunc)
     assert d.verify(idx=1, dnsfunc=lab.dnsfunc)
     srv.wait_log(r"event=dkim_signed signatures=2")
+    # the keys were parsed once, at start, not for this message (keycache.c)
+    srv.stop_clean()
+    line = srv.wait_log(r"event=dkim_keycache ")
+    assert re.search(r"hits=2 parsed=2\b", line), line  # parsed: the loading itself
 
 
 def test_submitted_mail_is_signed(lab, tern):
@@ -328,3 +333,16 @@ def test_submitted_mail_is_signed(lab, tern):
     sig = re.search(rb"(?s)^DKIM-Signature:(.*?)\r\n(?![ \t])", body).group(1)
     signed = re.search(rb"(?:^|;)h=([^;]*)", re.sub(rb"\s", b"", sig)).group(1).lower().split(b":")
     assert b"date" in signed and signed.count(b"from") == 2, signed
+
+
+def test_loopback_is_not_checked_by_default(lab, tern):
+    """mailauth_skip_networks defaults to loopback (as policyd-spf and OpenDMARC
+    leave it out): no checks, no Authentication-Results, no DMARC refusal."""
+    o = lab.overrides()
+    del o["mailauth_skip_networks"]
+    srv = tern(o)
+    token = new_token("loopback")
+    expect(deliver(srv, "bob@fail.test", message("bob@fail.test", token)), 250)
+    srv.wait_token(token)
+    assert authres(srv.find_token(token)[0][1]) == []
+    assert "event=spf" not in srv.log()

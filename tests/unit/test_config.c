@@ -99,6 +99,12 @@ static void test_defaults(void **state)
     assert_string_equal(c->spool_dir, "var/spool");
     assert_string_equal(c->dkim_key_dir, "/etc/tern/dkim");
     assert_int_equal(c->ntrusted, 0);
+    /* loopback is not checked by SPF, DKIM and DMARC unless told */
+    assert_int_equal(c->nmailauth_skip, 2);
+    assert_int_equal(c->mailauth_skip[0].family, AF_INET);
+    assert_int_equal(c->mailauth_skip[0].prefix, 8);
+    assert_int_equal(c->mailauth_skip[1].family, AF_INET6);
+    assert_int_equal(c->mailauth_skip[1].prefix, 128);
     assert_int_equal(c->bare_newline, SMTP_NEWLINE_REJECT);
     assert_true(c->message_size_limit == 50 * MIB);
     assert_int_equal(c->max_recipients, 1000);
@@ -115,6 +121,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->delivery_workers, 0);
     assert_int_equal(c->delivery_concurrency, 64);
     assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+    assert_int_equal(c->log_format, LOG_FORMAT_TEXT);
+    assert_string_equal(c->log_target, "stderr");
     assert_true(c->spf_verify);
     assert_int_equal(c->spf_fail_action, CONFIG_SPF_FAIL_RECORD);
     assert_int_equal(c->spf_timeout, 20);
@@ -183,6 +191,10 @@ static const struct num_case {
     N("log_level = Info", log_level, WINT, LOG_LEVEL_INFO),
     N("log_level = debug", log_level, WINT, LOG_LEVEL_DEBUG),
     N("log_level =", log_level, WINT, LOG_LEVEL_INFO),
+    N("log_format = json", log_format, WINT, LOG_FORMAT_JSON),
+    N("log_format = JSON", log_format, WINT, LOG_FORMAT_JSON),
+    N("log_format = text", log_format, WINT, LOG_FORMAT_TEXT),
+    N("log_format =", log_format, WINT, LOG_FORMAT_TEXT),
     N("spf_fail_action = reject", spf_fail_action, WINT, CONFIG_SPF_FAIL_REJECT),
     N("spf_fail_action = Record", spf_fail_action, WINT, CONFIG_SPF_FAIL_RECORD),
     N("spf_fail_action =", spf_fail_action, WINT, CONFIG_SPF_FAIL_RECORD),
@@ -270,6 +282,10 @@ static const struct bad_case {
     {"delivery_concurrency = 0", "out of range"},
     {"bare_newline = maybe", "bare_newline: \"maybe\" is not one of reject, normalize"},
     {"log_level = verbose", "is not one of error, warn, info, debug"},
+    {"log_format = xml", "log_format: \"xml\" is not one of text, json"},
+    {"log_target = sterr", "log_target: \"sterr\" is not stderr, syslog or the path of a file"},
+    {"log_target = tern.log", "write ./tern.log for a file in the working directory"},
+    {"log_target = /var/log/a b", "log_target takes one value"},
     {"spf_verify = maybe", "spf_verify: \"maybe\" is not one of yes, no"},
     {"spf_fail_action = bounce", "spf_fail_action: \"bounce\" is not one of record, reject"},
     {"spf_fail_action = 550", "is not one of record, reject"},
@@ -484,6 +500,27 @@ static void test_strings_and_lists(void **state)
     assert_string_equal(c->dkim_key_dir, "/srv/dkim-keys");
     config_free(c);
 
+    /* log_target: stderr, syslog, or a path with a '/'; empty is stderr. */
+    static const struct {
+        const char *line, *want;
+    } targets[] = {
+        {"log_target = syslog\n", "syslog"},
+        {"log_target = stderr\n", "stderr"},
+        {"log_target = /var/log/tern.log\n", "/var/log/tern.log"},
+        {"log_target = ./tern.log\n", "./tern.log"},
+        {"log_target = var/log/tern.log\n", "var/log/tern.log"},
+        {"log_target =\n", "stderr"},
+    };
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        char *text = cat("mx_listen = 127.0.0.1:25\n", targets[i].line);
+        c = parse(text, &d);
+        assert_non_null(c);
+        assert_int_equal(d.n, 0);
+        assert_string_equal(c->log_target, targets[i].want);
+        config_free(c);
+        free(text);
+    }
+
     /* Empty values: lists empty, scalars default. */
     c = parse("mx_listen = 127.0.0.1:25\nhostname =\naliases_file =\nmaildir_root =\n"
               "spool_dir=\nlocal_domains =\nmailboxes =\ntrusted_networks =\n",
@@ -627,11 +664,13 @@ static void test_repeated_keys(void **state)
 
     /* An empty value resets a list and a scalar. */
     c = parse("mx_listen = 127.0.0.1:25\nmax_errors = 3\nmax_errors =\n"
-              "trusted_networks = 10.0.0.0/8\ntrusted_networks =\n",
+              "trusted_networks = 10.0.0.0/8\ntrusted_networks =\n"
+              "mailauth_skip_networks =\n",
               &d);
     assert_non_null(c);
     assert_int_equal(c->max_errors, 20);
     assert_int_equal(c->ntrusted, 0);
+    assert_int_equal(c->nmailauth_skip, 0);
     config_free(c);
 }
 
