@@ -4,6 +4,9 @@
  *
  *   tern serve [-c FILE]   run the server in the foreground (logs to log_target)
  *   tern check [-c FILE]   validate the configuration
+ *   tern queue ...         the queue, through the control socket (cli/queue.c)
+ *   tern sendmail ...      sendmail compatibility, also as sendmail, mailq or
+ *                          newaliases (argv[0]) (cli/sendmail.c)
  *   tern version
  *
  * serve: load and validate the configuration and aliases (fatal on error),
@@ -30,6 +33,7 @@
 #include "cli/cli.h"
 #include "deliver/relay.h"
 #include "config/transport.h"
+#include "control/control.h"
 #include "dns/dns.h"
 #include "config/aliases.h"
 #include "config/config.h"
@@ -106,6 +110,7 @@ struct daemon {
     struct dmarc_checker *dmarc;
     struct ev_workers *sign_workers; /* DKIM signatures */
     struct msgauth_ctx mailauth;
+    struct control *control; /* the control socket */
     /* privileges (run_user) */
     bool drop;               /* switch to run_as once the listeners are bound */
     struct priv_user run_as; /* run_user, looked up at start */
@@ -150,6 +155,22 @@ static void load_mailauth(struct daemon *d, size_t nthreads)
                                        .workers = d->sign_workers};
 }
 
+/* The control socket (src/control): tern queue, mailq and sendmail talk to
+   the server through it. Its password-database lookups use the auth workers. */
+static void start_control(struct daemon *d)
+{
+    char err[512];
+    struct control_deps deps = {.loop = d->loop,
+                                .spool = d->spool,
+                                .sched = d->sched,
+                                .cfg = cur_cfg(d), /* follows reloads */
+                                .aliases = server_conf_aliases(d->conf),
+                                .workers = d->auth_workers};
+    d->control = control_new(&deps, err, sizeof err);
+    if (!d->control)
+        fatal("event=fatal reason=\"cannot create the control socket\" error=\"%s\"", err);
+}
+
 static void free_mailauth(struct daemon *d)
 {
     ev_workers_free(d->sign_workers); /* joins; done callbacks free their jobs */
@@ -175,6 +196,8 @@ static void usage(FILE *f)
           "       tern dkim keygen|sign|verify ...   DKIM keys, signing and verifying\n"
           "       tern dns [-c FILE] DOMAIN [--check]   the DNS records to publish for DOMAIN\n"
           "       tern dmarc [-c FILE] --from DOMAIN [--spf R:D] [--dkim R:D]...   check DMARC\n"
+          "       tern queue [-c FILE] list|show|flush|hold|release|delete|bounce ...\n"
+          "       tern sendmail [OPTIONS] [RCPT...]   also as sendmail, mailq, newaliases\n"
           "       tern version\n",
           f);
 }
@@ -455,6 +478,7 @@ static void reload_config(struct daemon *d)
 
     struct server_conf *conf = server_conf_new(next, aliases);
     server_set_conf(d->server, conf);
+    control_set_conf(d->control, next, aliases);
     server_conf_free(d->conf); /* freed with the last session that started under it */
     d->conf = conf;
     config_copy_key(d->cfg, next, "local_domains"); /* the scheduler routes by them */
@@ -497,7 +521,7 @@ static void on_stop_timer(void *arg)
         server_close_all(d->server);
         sessions_left = server_session_count(d->server) > 0;
     }
-    if (!sessions_left && sched_in_flight(d->sched) == 0) {
+    if (!sessions_left && sched_in_flight(d->sched) == 0 && control_waiting(d->control) == 0) {
         ev_loop_stop(d->loop);
         return;
     }
@@ -513,6 +537,7 @@ static void on_signal(void *arg, int signo)
     log_info("event=shutdown signal=%d", signo);
     d->stop_deadline = now_mono_ms() + SHUTDOWN_DEADLINE_MS;
     server_shutdown(d->server, NULL, NULL);
+    control_shutdown(d->control);
     sched_stop(d->sched);
     ev_timer_start(d->stop_timer, 0);
 }
@@ -622,6 +647,11 @@ static void privileges_prepare(struct daemon *d)
     }
     if (cfg->log_target && strchr(cfg->log_target, '/'))
         chown_log_file(d, cfg->log_target);
+    char err[512];
+    if (d->control &&
+        control_set_owner(d->control, d->run_as.uid, d->run_as.gid, err, sizeof err) < 0)
+        fatal("event=fatal reason=\"cannot give the control socket to run_user\" error=\"%s\"",
+              err);
 }
 
 /* A file SIGHUP reads again that run_user cannot read: say so now. */
@@ -770,6 +800,7 @@ static int cmd_serve(int argc, char **argv)
     d.server = server_new(&deps, err, sizeof err);
     if (!d.server)
         fatal("event=fatal reason=\"cannot listen\" error=\"%s\"", err);
+    start_control(&d); /* bound as root too: /run/tern is root's */
     /* listeners bound, keys read: switch to run_user before the first
        delivery writes a file */
     privileges_prepare(&d);
@@ -789,6 +820,7 @@ static int cmd_serve(int argc, char **argv)
     server_free(d.server);
     free_mailauth(&d);
     ev_workers_free(d.auth_workers);
+    control_free(d.control);    /* after its lookups, before the spool */
     ev_workers_free(d.workers); /* joins; done callbacks record outcomes */
     relay_free(d.relay);        /* jobs left end deferred, recorded by the scheduler */
     sched_set_relay(d.sched, NULL);
@@ -816,6 +848,8 @@ static int cmd_serve(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    if (cli_invoked_as_sendmail(argc > 0 ? argv[0] : NULL))
+        return cli_sendmail(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -841,6 +875,10 @@ int main(int argc, char **argv)
         return cli_dns(argc - 1, argv + 1);
     if (strcmp(cmd, "dmarc") == 0)
         return cli_dmarc(argc - 1, argv + 1);
+    if (strcmp(cmd, "queue") == 0)
+        return cli_queue(argc - 1, argv + 1);
+    if (strcmp(cmd, "sendmail") == 0 || strcmp(cmd, "mailq") == 0 || strcmp(cmd, "newaliases") == 0)
+        return cli_sendmail(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         puts("tern 0.1.0");
         return 0;

@@ -59,4 +59,23 @@ int cli_dns(int argc, char **argv);
    bad usage. */
 int cli_dmarc(int argc, char **argv);
 
+/* `tern queue [-c FILE] COMMAND ...`: list, show, flush, hold, release,
+   delete and bounce queued mail, pause and resume domains, through the
+   running server's control socket (see queue.c). Exit status 0 done, 1 an
+   error or a named message not in the queue, 2 bad usage, 75 the server
+   cannot be reached. */
+int cli_queue(int argc, char **argv);
+
+/* The mailq listing of the server named by config_file (also sendmail -bp).
+   Exit status as cli_queue's. */
+int cli_mailq(const char *config_file);
+
+/* True when argv0's base name is sendmail, mailq or newaliases. */
+int cli_invoked_as_sendmail(const char *argv0);
+/* sendmail compatibility (see sendmail.c): argv[0] is the name it was
+   invoked as ("sendmail", "mailq", "newaliases"). Exit status as sendmail's
+   (sysexits.h): 0 queued, 64 usage, 65 bad data, 67 unknown user, 69
+   refused, 75 try again later (the server cannot be reached). */
+int cli_sendmail(int argc, char **argv);
+
 #endif

@@ -392,6 +392,7 @@ enum key_type {
     KT_DMARCACT,   /* reject | quarantine | record */
     KT_FIELDNAME,  /* a header field name (RFC 5322 ftext); empty: the default */
     KT_USERNAME,   /* a system user name; empty: the default (sdef) */
+    KT_MODE,       /* uint32_t file permission bits, octal, at most 0777 */
 };
 
 struct key_def {
@@ -512,6 +513,16 @@ static const struct key_def keys[] = {
     {"authserv_id", KT_HOSTNAME, F(authserv_id), 0, 0, 0, NULL, 0, NEW},
     /* process */
     {"run_user", KT_USERNAME, F(run_user), 0, 0, 0, "tern", 0, RESTART},
+    /* the control socket and local submission (docs/control.md) */
+    {"control_socket", KT_PATH, F(control_socket), 0, 0, 0, "/run/tern/control", 0, RESTART},
+    {"control_group", KT_STRING, F(control_group), 0, 0, 0, NULL, 0, RESTART},
+    {"control_socket_mode", KT_MODE, F(control_socket_mode), 0660, 0, 0777, NULL, 0, RESTART},
+    {"control_max_connections", KT_COUNT, F(control_max_connections), 64, 1, 10000, NULL, 0,
+     RESTART},
+    {"control_max_requests", KT_COUNT, F(control_max_requests), 100000, 10, 100000000, NULL, 0,
+     RESTART},
+    {"control_idle_timeout", KT_TIME, F(control_idle_timeout), 300, 1, 86400, NULL, 0, RESTART},
+    {"sendmail_origin", KT_HOSTNAME, F(sendmail_origin), 0, 0, 0, NULL, 0, RESTART},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -734,6 +745,7 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
         break;
     case KT_TIME:
     case KT_PORT:
+    case KT_MODE:
         *(uint32_t *)(void *)f = (uint32_t)v;
         break;
     case KT_NEWLINE:
@@ -1214,6 +1226,18 @@ static void config_line(void *arg, const struct cfg_lline *l)
             set_string(p->cfg, k, xstrndup(v, vlen));
         }
         break;
+    case KT_MODE: {
+        uint64_t m = 0;
+        size_t d = 0;
+        while (d < vlen && v[d] >= '0' && v[d] <= '7' && d < 4)
+            m = m * 8 + (uint64_t)(v[d++] - '0');
+        if (vlen == 0 || d != vlen || m > k->max)
+            cfg_error(&p->dc, line, "%s: \"%.*s%s\" is not a file mode (octal, 0 to 0777)", k->name,
+                      CFG_EX(v, vlen));
+        else
+            set_number(p->cfg, k, m);
+        break;
+    }
     default:
         do_number(p, k, v, vlen, line);
         break;
@@ -1257,6 +1281,7 @@ static void set_defaults(struct config *cfg)
         case KT_SIZE:
         case KT_COUNT:
         case KT_TIME:
+        case KT_MODE:
             set_number(cfg, k, k->def);
             break;
         default:
@@ -1330,6 +1355,8 @@ static void check_all(struct parser *p)
     }
     if (!cfg->authserv_id && cfg->hostname)
         cfg->authserv_id = xstrdup(cfg->hostname);
+    if (!cfg->sendmail_origin && cfg->hostname)
+        cfg->sendmail_origin = xstrdup(cfg->hostname);
 
     if (cfg->relayhost_auth_file && !cfg->relayhost)
         cfg_error(&p->dc, 0, "relayhost_auth_file is given without relayhost");
@@ -1449,6 +1476,8 @@ struct config *config_load(const char *file, struct config_diags *diags)
     }
     if (cfg && !cfg->authserv_id)
         cfg->authserv_id = xstrdup(cfg->hostname);
+    if (cfg && !cfg->sendmail_origin)
+        cfg->sendmail_origin = xstrdup(cfg->hostname);
     return cfg;
 }
 
@@ -1487,6 +1516,9 @@ void config_free(struct config *cfg)
     free(cfg->dmarc_report_dir);
     free(cfg->authserv_id);
     free(cfg->run_user);
+    free(cfg->control_socket);
+    free(cfg->control_group);
+    free(cfg->sendmail_origin);
     free(cfg);
 }
 
@@ -1622,6 +1654,7 @@ static uint64_t get_number(const struct config *cfg, const struct key_def *k)
         return *(const size_t *)(const void *)f;
     case KT_TIME:
     case KT_PORT:
+    case KT_MODE:
         return *(const uint32_t *)(const void *)f;
     case KT_NEWLINE:
     case KT_LOGLEVEL:

@@ -172,6 +172,17 @@ struct config {
     char *dmarc_report_dir;        /* per-day aggregate report data; NULL: none */
     char *authserv_id;             /* Authentication-Results authserv-id; default hostname
                                       (NULL from config_parse only when hostname is unset) */
+    /* the control socket and local submission (docs/control.md) */
+    char *control_socket;           /* unix socket of `tern queue`, sendmail, mailq;
+                                       default /run/tern/control */
+    char *control_group;            /* group of the socket (NULL: the daemon's); its members
+                                       may change the queue */
+    uint32_t control_socket_mode;   /* permission bits of the socket; default 0660 */
+    size_t control_max_connections; /* control connections at once; default 64 */
+    size_t control_max_requests;    /* requests per control connection; default 100000 */
+    uint32_t control_idle_timeout;  /* seconds a control connection may stay silent; 300 */
+    char *sendmail_origin;          /* domain of a local user's default sender and of a
+                                       recipient given without one; default hostname */
     /* process */
     char *run_user; /* the user `tern serve` switches to once its listeners are bound and its
                        files open, when started as root; default "tern"; "root" stays root */

@@ -95,6 +95,7 @@ class TernServer:
         self.aliases_file = self.dir / "aliases"
         self.users_file = self.dir / "users"
         self.conf = self.dir / "tern.conf"
+        self.control_socket = self.dir / "control"
         self.mx_port, self.submission_port, self.submissions_port = free_ports(3)
         settings = {
             "mx_listen": "127.0.0.1:%d" % self.mx_port,
@@ -107,6 +108,7 @@ class TernServer:
             "tls_cert_file": str(self.dir / "tls" / "cert.pem"),
             "tls_key_file": str(self.dir / "tls" / "key.pem"),
             "dns_forwarders": unreachable_dns().forwarder,
+            "control_socket": str(self.dir / "control"),
             # the tests run as root and keep it (test_lifecycle.py tests the switch)
             "run_user": "root",
         }

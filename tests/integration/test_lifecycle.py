@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from queue_helpers import links, sendmail
 from tern_helpers import (SMTPClient, dot_stuff, expect, free_ports, header_token_of, make_message,
                           new_token)
 
@@ -103,7 +104,7 @@ def test_reload_bad_config_keeps_the_old_one(tern):
     c.close()
 
 
-def test_reload_applies_to_new_sessions_only(tern):
+def test_reload_applies_to_new_sessions_only(tern, tmp_path):
     srv = tern()
     before = SMTPClient(srv.mx_port)  # opened under the first configuration
     before.ehlo()
@@ -146,6 +147,13 @@ def test_reload_applies_to_new_sessions_only(tern):
     found = srv.wait_token(old_token)
     assert found[0][0].parent.parent == srv.maildir(DEMO), found
     before.quit()  # the last session under the first configuration ends
+    # local submission through the control socket follows the reload too
+    local_token = new_token("local")
+    p = sendmail(links(tmp_path), srv, ["-i", "sales@example.net"],
+                 make_message(local_token, rcpt="sales@example.net"))
+    assert p.returncode == 0, p.stderr
+    found = srv.wait_token(local_token)
+    assert found[0][0].parent.parent == srv.maildir(BOB), found
 
 
 def test_reload_ignores_keys_that_need_a_restart(tern):
@@ -228,6 +236,12 @@ def test_privilege_drop(tern, request):
     # what it writes belongs to tern
     for d in (srv.spool_dir, srv.maildir_root):
         assert d.stat().st_uid == pw.pw_uid, d
+    # so does the control socket, which tern's own user may use
+    st = os.stat(srv.control_socket)
+    assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid)
+    r = subprocess.run(["runuser", "-u", "tern", "--", str(srv_binary()), "queue", "-c",
+                        str(srv.conf), "list"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
     # mail is still accepted on the privileged port and delivered by the tern user
     token = new_token("dropped")
     send(srv, DEMO, token)

@@ -974,6 +974,73 @@ static void test_dmarc_keys(void **state)
     }
 }
 
+/* The control socket and sendmail keys: defaults, values, errors. */
+static void test_control_keys(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse(base, &d);
+    assert_non_null(c);
+    assert_string_equal(c->control_socket, "/run/tern/control");
+    assert_null(c->control_group);
+    assert_int_equal(c->control_socket_mode, 0660);
+    assert_int_equal(c->control_max_connections, 64);
+    assert_int_equal(c->control_max_requests, 100000);
+    assert_int_equal(c->control_idle_timeout, 300);
+    assert_null(c->sendmail_origin); /* no hostname either: config_load fills both */
+    config_free(c);
+
+    char *text = cat(base, "hostname = mx.example.test\n"
+                           "control_socket = /tmp/x/ctl\n"
+                           "control_group = mailadm\n"
+                           "control_socket_mode = 666\n"
+                           "control_max_connections = 5\n"
+                           "control_max_requests = 20\n"
+                           "control_idle_timeout = 2m");
+    c = parse(text, &d);
+    free(text);
+    assert_non_null(c);
+    assert_string_equal(c->control_socket, "/tmp/x/ctl");
+    assert_string_equal(c->control_group, "mailadm");
+    assert_int_equal(c->control_socket_mode, 0666);
+    assert_int_equal(c->control_max_connections, 5);
+    assert_int_equal(c->control_max_requests, 20);
+    assert_int_equal(c->control_idle_timeout, 120);
+    assert_string_equal(c->sendmail_origin, "mx.example.test"); /* the hostname */
+    config_free(c);
+
+    text = cat(base, "sendmail_origin = example.test\ncontrol_socket_mode = 0600");
+    c = parse(text, &d);
+    free(text);
+    assert_non_null(c);
+    assert_string_equal(c->sendmail_origin, "example.test");
+    assert_int_equal(c->control_socket_mode, 0600);
+    config_free(c);
+
+    static const struct {
+        const char *line, *msg;
+    } bad[] = {
+        {"control_socket_mode = 0668", "is not a file mode"},
+        {"control_socket_mode = 01777", "is not a file mode"},
+        {"control_socket_mode = rw", "is not a file mode"},
+        {"control_socket_mode = 00777", "is not a file mode"},
+        {"control_max_connections = 0", "control_max_connections"},
+        {"control_max_requests = 5", "control_max_requests"},
+        {"control_group = a b", "takes one value"},
+        {"sendmail_origin = bad_domain!", "is not a domain name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        text = cat(base, bad[i].line);
+        c = parse(text, &d);
+        if (c || !has_diag(&d, BASE_LINES + 1, bad[i].msg)) {
+            dump_diags(&d);
+            fail_msg("\"%s\": want an error containing '%s'", bad[i].line, bad[i].msg);
+        }
+        config_diags_free(&d);
+        free(text);
+    }
+}
+
 static void test_load(void **state)
 {
     (void)state;
@@ -1070,7 +1137,8 @@ static const struct {
     const char *context;
     const char *line;
 } key_changes[] = {
-    {"hostname", "authserv_id = ar.example.test", "hostname = mx.example.test"},
+    {"hostname", "authserv_id = ar.example.test\nsendmail_origin = so.example.test",
+     "hostname = mx.example.test"},
     {"mx_listen", "", "mx_listen = 127.0.0.1:2526"},
     {"submission_listen", "", "submission_listen = 127.0.0.1:587"},
     {"submissions_listen", "tls_cert_file = c.pem\ntls_key_file = k.pem",
@@ -1153,6 +1221,13 @@ static const struct {
     {"dmarc_report_dir", "", "dmarc_report_dir = reports"},
     {"authserv_id", "", "authserv_id = ar.example.test"},
     {"run_user", "", "run_user = root"},
+    {"control_socket", "", "control_socket = /tmp/tern.control"},
+    {"control_group", "", "control_group = adm"},
+    {"control_socket_mode", "", "control_socket_mode = 0600"},
+    {"control_max_connections", "", "control_max_connections = 3"},
+    {"control_max_requests", "", "control_max_requests = 30"},
+    {"control_idle_timeout", "", "control_idle_timeout = 3"},
+    {"sendmail_origin", "", "sendmail_origin = example.test"},
 };
 
 struct seen_keys {
@@ -1292,8 +1367,8 @@ static void test_keep_restart_keys(void **state)
     struct seen_keys s = {0};
     config_diff(running, next, seen, &s);
     /* hostname, mx, submission, submissions, local_domains, mailboxes, spool_dir,
-       log_level, tls_cert_file, tls_key_file, authserv_id */
-    assert_int_equal(s.n, 11);
+       log_level, tls_cert_file, tls_key_file, authserv_id, sendmail_origin */
+    assert_int_equal(s.n, 12);
     config_keep_restart_keys(next, running);
     memset(&s, 0, sizeof s);
     config_diff(running, next, seen, &s);
@@ -1389,6 +1464,7 @@ int main(void)
         cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_dmarc_keys),
+        cmocka_unit_test(test_control_keys),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_run_user),
         cmocka_unit_test(test_diff_every_key),
