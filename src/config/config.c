@@ -266,38 +266,6 @@ static bool is_alnum(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* Length of the well-formed UTF-8 sequence of a non-ASCII character at s
-   (no overlong forms, surrogates or code points past U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t len)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second octet */
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (len < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 bool cfg_valid_domain(const char *s, size_t len, bool utf8)
 {
     if (len == 0 || len > 253)
@@ -313,7 +281,7 @@ bool cfg_valid_domain(const char *s, size_t len, bool utf8)
             continue;
         }
         if ((unsigned char)c >= 0x80) {
-            n = utf8 ? utf8_len((const unsigned char *)s + i, len - i) : 0;
+            n = utf8 ? utf8_seq_len((const unsigned char *)s + i, len - i) : 0;
             if (n == 0)
                 return false;
         } else if (c == '-') {
@@ -341,7 +309,7 @@ bool cfg_valid_local(const char *s, size_t len)
             if (s[i - 1] == '.')
                 return false;
         } else if ((unsigned char)c >= 0x80) {
-            size_t n = utf8_len((const unsigned char *)s + i, len - i);
+            size_t n = utf8_seq_len((const unsigned char *)s + i, len - i);
             if (n == 0)
                 return false;
             i += n - 1;
