@@ -34,6 +34,8 @@
 #include "deliver/relay.h"
 #include "config/transport.h"
 #include "control/control.h"
+#include "core/metrics.h"
+#include "metrics/listener.h"
 #include "dns/dns.h"
 #include "config/aliases.h"
 #include "config/config.h"
@@ -110,7 +112,8 @@ struct daemon {
     struct dmarc_checker *dmarc;
     struct ev_workers *sign_workers; /* DKIM signatures */
     struct msgauth_ctx mailauth;
-    struct control *control; /* the control socket */
+    struct control *control;          /* the control socket */
+    struct metrics_listener *metrics; /* GET /metrics; NULL without metrics_listen */
     /* privileges (run_user) */
     bool drop;               /* switch to run_as once the listeners are bound */
     struct priv_user run_as; /* run_user, looked up at start */
@@ -169,6 +172,47 @@ static void start_control(struct daemon *d)
     d->control = control_new(&deps, err, sizeof err);
     if (!d->control)
         fatal("event=fatal reason=\"cannot create the control socket\" error=\"%s\"", err);
+}
+
+/* The gauges computed when scraped: the queue from the spool's index. */
+static void oldest_arrival(void *arg, spool_id id, const struct spool_envelope *env)
+{
+    int64_t *oldest = arg;
+    (void)id;
+    if (*oldest == 0 || env->arrival < *oldest)
+        *oldest = env->arrival;
+}
+
+static void metrics_refresh(void *arg)
+{
+    struct daemon *d = arg;
+    struct spool_stats st;
+    spool_get_stats(d->spool, &st);
+    int64_t oldest = 0, now = now_real_us() / 1000000;
+    spool_foreach(d->spool, oldest_arrival, &oldest);
+    metrics_set(M_QUEUE_MESSAGES, st.live_messages);
+    metrics_set(M_QUEUE_OLDEST_AGE, oldest && now > oldest ? (uint64_t)(now - oldest) : 0);
+    metrics_set(M_SPOOL_BYTES, st.bytes_on_disk);
+    metrics_set(M_SPOOL_SEGMENTS, st.segments);
+    metrics_set(M_SESSIONS, server_session_count(d->server));
+}
+
+/* The metrics endpoint (src/metrics), when metrics_listen is set: bound
+   as root, like the SMTP listeners. */
+static void start_metrics(struct daemon *d)
+{
+    const char *addr = d->cfg->metrics_listen;
+    if (!addr)
+        return;
+    char host[64], err[512];
+    const char *colon = strrchr(addr, ':');
+    bool v6 = addr[0] == '[';
+    snprintf(host, sizeof host, "%.*s", (int)(colon - addr) - (v6 ? 2 : 0), addr + v6);
+    d->metrics =
+        metrics_listener_new(d->loop, host, colon + 1, metrics_refresh, d, err, sizeof err);
+    if (!d->metrics)
+        fatal("event=fatal reason=\"cannot listen for metrics\" address=%s error=\"%s\"", addr,
+              err);
 }
 
 static void free_mailauth(struct daemon *d)
@@ -801,6 +845,7 @@ static int cmd_serve(int argc, char **argv)
     if (!d.server)
         fatal("event=fatal reason=\"cannot listen\" error=\"%s\"", err);
     start_control(&d); /* bound as root too: /run/tern is root's */
+    start_metrics(&d);
     /* listeners bound, keys read: switch to run_user before the first
        delivery writes a file */
     privileges_prepare(&d);
@@ -817,6 +862,7 @@ static int cmd_serve(int argc, char **argv)
 
     int rc = ev_loop_run(d.loop);
 
+    metrics_listener_free(d.metrics);
     server_free(d.server);
     free_mailauth(&d);
     ev_workers_free(d.auth_workers);

@@ -361,6 +361,7 @@ enum key_type {
     KT_FIELDNAME,  /* a header field name (RFC 5322 ftext); empty: the default */
     KT_USERNAME,   /* a system user name; empty: the default (sdef) */
     KT_MODE,       /* uint32_t file permission bits, octal, at most 0777 */
+    KT_HOSTPORT,   /* one numeric host:port ([v6]:port); empty: none (NULL) */
 };
 
 struct key_def {
@@ -491,6 +492,8 @@ static const struct key_def keys[] = {
      RESTART},
     {"control_idle_timeout", KT_TIME, F(control_idle_timeout), 300, 1, 86400, NULL, 0, RESTART},
     {"sendmail_origin", KT_HOSTNAME, F(sendmail_origin), 0, 0, 0, NULL, 0, RESTART},
+    /* the metrics endpoint (docs/metrics.md) */
+    {"metrics_listen", KT_HOSTPORT, F(metrics_listen), 0, 0, 0, NULL, 0, RESTART},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1144,6 +1147,20 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_PATH_OPT:
         set_string(p->cfg, k, vlen ? xstrndup(v, vlen) : NULL);
         break;
+    case KT_HOSTPORT: {
+        struct listen_item it = {0};
+        if (vlen == 0) {
+            set_string(p->cfg, k, NULL);
+        } else if (parse_listen(p, k, v, vlen, line, &it)) {
+            size_t nlen = strlen(it.host) + strlen(it.port) + 4;
+            char *norm = xmalloc(nlen);
+            snprintf(norm, nlen, it.family == AF_INET6 ? "[%s]:%s" : "%s:%s", it.host, it.port);
+            set_string(p->cfg, k, norm);
+            free(it.host);
+            free(it.port);
+        }
+        break;
+    }
     case KT_STRING:
         set_string(p->cfg, k, vlen ? xstrndup(v, vlen) : k->sdef ? xstrdup(k->sdef) : NULL);
         break;
@@ -1487,6 +1504,7 @@ void config_free(struct config *cfg)
     free(cfg->control_socket);
     free(cfg->control_group);
     free(cfg->sendmail_origin);
+    free(cfg->metrics_listen);
     free(cfg);
 }
 
@@ -1603,7 +1621,7 @@ int config_key_reload(const char *key)
 static bool is_string_key(enum key_type t)
 {
     return t == KT_HOSTNAME || t == KT_PATH || t == KT_PATH_OPT || t == KT_STRING ||
-           t == KT_FIELDNAME || t == KT_USERNAME || t == KT_LOGTARGET;
+           t == KT_FIELDNAME || t == KT_USERNAME || t == KT_LOGTARGET || t == KT_HOSTPORT;
 }
 
 static bool is_list_key(enum key_type t)

@@ -183,6 +183,8 @@ struct config {
     uint32_t control_idle_timeout;  /* seconds a control connection may stay silent; 300 */
     char *sendmail_origin;          /* domain of a local user's default sender and of a
                                        recipient given without one; default hostname */
+    /* the metrics endpoint (docs/metrics.md) */
+    char *metrics_listen; /* "host:port" ("[v6]:port") of GET /metrics; NULL: none */
     /* process */
     char *run_user; /* the user `tern serve` switches to once its listeners are bound and its
                        files open, when started as root; default "tern"; "root" stays root */

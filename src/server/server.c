@@ -13,6 +13,7 @@
  */
 #include "server/server.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "event/event.h"
 #include "server/ratelimit.h"
@@ -167,12 +168,14 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
     char client[64];
     client_addr_text(sa, client, sizeof client);
     if (srv->shutting_down) {
+        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_SHUTDOWN);
         refuse(fd, "421 4.3.2 Service shutting down\r\n");
         return;
     }
     if (srv->nsessions >= cfg->max_connections) {
         log_warn("event=connection_refused client=%s reason=max_connections limit=%zu", client,
                  cfg->max_connections);
+        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_LIMIT);
         refuse(fd, "421 4.3.2 Too many connections, try again later\r\n");
         return;
     }
@@ -180,6 +183,7 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
     if (*pp && (*pp)->n >= cfg->max_connections_per_client) {
         log_warn("event=connection_refused client=%s reason=max_connections_per_client limit=%zu",
                  client, cfg->max_connections_per_client);
+        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_LIMIT);
         refuse(fd, "421 4.7.0 Too many connections from your address, try again later\r\n");
         return;
     }
@@ -188,6 +192,7 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
         snprintf((*pp)->addr, sizeof(*pp)->addr, "%s", client);
     }
     (*pp)->n++;
+    metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_ACCEPTED);
     struct session *s = session_new(&srv->env, fd, sa, salen, l->role, client);
     struct session_link *link = session_link_of(s);
     link->conf = server_conf_hold(srv->conf); /* session_new took srv->deps.cfg: its config */

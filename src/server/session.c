@@ -36,6 +36,7 @@
 #include "auth/userdb.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "event/event.h"
 #include "sched/sched.h"
@@ -200,6 +201,7 @@ static void reply(struct session *s, int code, const char *enh, const char *fmt,
     ev_conn_write(s->conn, out, n);
     if (code >= 400 && code != 421)
         s->errors++;
+    metrics_reply(s->role, code, enh);
     log_debug("sid=%s event=reply reply=\"%d %s %s\"", s->id, code, enh ? enh : "", text);
 }
 
@@ -592,6 +594,7 @@ static void session_committed(void *arg, spool_id id, int error)
         if (!s->dead)
             reply(s, 250, "2.0.0", "Ok: queued as %016" PRIX64, id);
         s->messages++;
+        metrics_inc(M_MESSAGES_ACCEPTED, s->role, 0);
         s->junk = 0;
         sched_message_queued(s->env->deps->sched, id);
     }
@@ -1124,6 +1127,7 @@ static void auth_checked(void *arg)
 /* The reply to a failed AUTH: 535, or 421 past the limits. */
 static void auth_reply_failure(struct session *s)
 {
+    metrics_inc(M_AUTH_FAILURES, s->role, 0);
     if (s->auth_close) {
         session_close_with(s, 421, "4.7.0", "Too many authentication failures, closing connection");
         return;
@@ -1499,6 +1503,8 @@ static void on_close(void *arg)
         char why[256];
         ev_conn_tls_error(s->conn, why, sizeof why);
         log_info("sid=%s event=tls_failed client=%s reason=\"%s\"", s->id, s->client, why);
+        metrics_inc(M_TLS_HANDSHAKES, METRICS_INBOUND, METRICS_FAILED);
+        metrics_inc(M_CONNECTIONS, s->role, METRICS_CONN_TLS_FAILED);
     }
     if (session_awaited(s)) {
         /* The callback frees us; the connection goes now. */
@@ -1539,6 +1545,7 @@ static void on_tls_ready(void *arg)
 {
     struct session *s = arg;
     s->tls_ready = ev_conn_tls_info(s->conn, &s->tlsinfo);
+    metrics_inc(M_TLS_HANDSHAKES, METRICS_INBOUND, METRICS_OK);
     log_info("sid=%s event=tls client=%s version=%s cipher=%s bits=%d", s->id, s->client,
              s->tlsinfo.version, s->tlsinfo.cipher, s->tlsinfo.bits);
 }

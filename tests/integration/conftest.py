@@ -96,7 +96,8 @@ class TernServer:
         self.users_file = self.dir / "users"
         self.conf = self.dir / "tern.conf"
         self.control_socket = self.dir / "control"
-        self.mx_port, self.submission_port, self.submissions_port = free_ports(3)
+        (self.mx_port, self.submission_port, self.submissions_port,
+         self.metrics_port) = free_ports(4)
         settings = {
             "mx_listen": "127.0.0.1:%d" % self.mx_port,
             "submission_listen": "127.0.0.1:%d" % self.submission_port,
@@ -109,6 +110,7 @@ class TernServer:
             "tls_key_file": str(self.dir / "tls" / "key.pem"),
             "dns_forwarders": unreachable_dns().forwarder,
             "control_socket": str(self.dir / "control"),
+            "metrics_listen": "127.0.0.1:%d" % self.metrics_port,
             # the tests run as root and keep it (test_lifecycle.py tests the switch)
             "run_user": "root",
         }

@@ -974,6 +974,49 @@ static void test_dmarc_keys(void **state)
     }
 }
 
+/* metrics_listen: off by default, one numeric host:port, IPv6 in brackets. */
+static void test_metrics_listen(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        const char *want; /* NULL: off; "!": refused */
+    } rows[] = {
+        {"", NULL},
+        {"metrics_listen =", NULL},
+        {"metrics_listen = 127.0.0.1:9425", "127.0.0.1:9425"},
+        {"metrics_listen = 127.0.0.1:09425", "127.0.0.1:9425"},
+        {"metrics_listen = [::1]:9425", "[::1]:9425"},
+        {"metrics_listen = localhost:9425", "!"},
+        {"metrics_listen = 127.0.0.1", "!"},
+        {"metrics_listen = 127.0.0.1:0", "!"},
+        {"metrics_listen = 127.0.0.1:65536", "!"},
+        {"metrics_listen = ::1:9425", "!"},
+        {"metrics_listen = 127.0.0.1:1 127.0.0.1:2", "!"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct config_diags d = {0};
+        char *text = cat(base, rows[i].line);
+        struct config *c = parse(text, &d);
+        free(text);
+        if (rows[i].want && strcmp(rows[i].want, "!") == 0) {
+            assert_null(c);
+            assert_true(d.n >= 1);
+        } else {
+            assert_non_null(c);
+            if (rows[i].want)
+                assert_string_equal(c->metrics_listen, rows[i].want);
+            else
+                assert_null(c->metrics_listen);
+            struct config *dup = config_dup(c);
+            assert_int_equal(config_diff(c, dup, NULL, NULL), 0);
+            config_free(dup);
+        }
+        config_free(c);
+        config_diags_free(&d);
+    }
+}
+
 /* The control socket and sendmail keys: defaults, values, errors. */
 static void test_control_keys(void **state)
 {
@@ -1228,6 +1271,7 @@ static const struct {
     {"control_max_requests", "", "control_max_requests = 30"},
     {"control_idle_timeout", "", "control_idle_timeout = 3"},
     {"sendmail_origin", "", "sendmail_origin = example.test"},
+    {"metrics_listen", "", "metrics_listen = 127.0.0.1:9425"},
 };
 
 struct seen_keys {
@@ -1321,7 +1365,8 @@ static void test_reload_classes(void **state)
                              "auth_workers",       "auth_failure_window", "dns_forwarders",
                              "dns_timeout",        "outbound_port",       "relay_concurrency",
                              "queue_lifetime",     "relayhost",           "transport_file",
-                             "dkim_key_dir",       "tls_selfsigned",      "run_user"};
+                             "dkim_key_dir",       "tls_selfsigned",      "run_user",
+                             "metrics_listen"};
     for (size_t i = 0; i < sizeof restart / sizeof *restart; i++)
         assert_int_equal(config_key_reload(restart[i]), CONFIG_RELOAD_RESTART);
     const char *sessions[] = {"local_domains",    "mailboxes",           "aliases_file",
@@ -1468,6 +1513,7 @@ int main(void)
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_run_user),
         cmocka_unit_test(test_diff_every_key),
+        cmocka_unit_test(test_metrics_listen),
         cmocka_unit_test(test_reload_classes),
         cmocka_unit_test(test_keep_restart_keys),
         cmocka_unit_test(test_reload_docs),
