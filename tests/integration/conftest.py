@@ -116,16 +116,16 @@ class TernServer:
         }
         for k, v in (overrides or {}).items():
             settings[k] = v
+        self._settings = settings
+        # listeners on ports this fixture chose: re-chosen when another process
+        # took one between free_ports() and the bind (see start)
+        self._own_ports = [k for k in ("mx_listen", "submission_listen", "submissions_listen",
+                                       "metrics_listen") if k not in (overrides or {})]
         if "maildir_root" in (overrides or {}):
             self.maildir_root = Path(overrides["maildir_root"])
         if "spool_dir" in (overrides or {}):
             self.spool_dir = Path(overrides["spool_dir"])
-        text = EXAMPLE_CONF.read_text()
-        if not text.endswith("\n"):
-            text += "\n"
-        text += "\n# test overrides\n"
-        text += "".join("%s = %s\n" % (k, v) for k, v in settings.items() if v is not None)
-        self.conf.write_text(text)
+        self._write_conf()
         atext = EXAMPLE_ALIASES.read_text()
         if not atext.endswith("\n"):
             atext += "\n"
@@ -141,12 +141,52 @@ class TernServer:
         self.killed_runs = set()
         self.finished = False
 
+    def _write_conf(self):
+        text = EXAMPLE_CONF.read_text()
+        if not text.endswith("\n"):
+            text += "\n"
+        text += "\n# test overrides\n"
+        text += "".join("%s = %s\n" % (k, v) for k, v in self._settings.items() if v is not None)
+        self.conf.write_text(text)
+
+    def _new_ports(self):
+        """Other ports for the listeners this fixture chose, and a new config file."""
+        ports = dict(zip(("mx_listen", "submission_listen", "submissions_listen",
+                          "metrics_listen"), free_ports(4)))
+        for key in self._own_ports:
+            self._settings[key] = "127.0.0.1:%d" % ports[key]
+        self.mx_port = int(self._settings["mx_listen"].rsplit(":", 1)[1])
+        self.submission_port = int(self._settings["submission_listen"].rsplit(":", 1)[1])
+        self.submissions_port = int(self._settings["submissions_listen"].rsplit(":", 1)[1])
+        if self._settings.get("metrics_listen"):
+            self.metrics_port = int(self._settings["metrics_listen"].rsplit(":", 1)[1])
+        self._write_conf()
+
     # -- process control ---------------------------------------------------
     @property
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, wait=True):
+        """Start tern serve; with wait, until it is ready. When a port this
+        fixture chose was taken by another process meanwhile (the bind fails
+        with EADDRINUSE), start again on other ports, at most three times."""
+        for attempt in range(3):
+            self._start_once()
+            if not wait:
+                return self
+            try:
+                self.wait_ready()
+                return self
+            except AssertionError:
+                if (attempt == 2 or not self._own_ports or self.proc.poll() is None
+                        or "Address already in use" not in self.log()):
+                    raise
+                self.logs.pop()
+                self._new_ports()
+        return self
+
+    def _start_once(self):
         assert not self.running, "server already running"
         binary = tern_bin()
         assert binary.is_file(), "no tern binary at %s (build it, or set TERN_BIN)" % binary
@@ -157,17 +197,48 @@ class TernServer:
                 self.wrapper + [str(binary), "serve", "-c", str(self.conf)],
                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                 env=server_env(), cwd=str(self.dir))
-        if wait:
-            self.wait_ready()
-        return self
+
+    def _listens_on(self, port):
+        """Does this run's process hold a listening TCP socket on port?"""
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    next(f)
+                    for line in f:
+                        fields = line.split()
+                        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                            inodes.add(fields[9])
+            except OSError:
+                pass
+        try:
+            fds = os.listdir("/proc/%d/fd" % self.proc.pid)
+        except OSError:
+            return False
+        for fd in fds:
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (self.proc.pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+        return False
 
     def wait_ready(self, timeout=10.0):
-        """Poll until the mx port accepts a TCP connection (then QUIT it)."""
+        """Poll until this run's process listens on the mx port (not another
+        process that took the port meanwhile) and it accepts a TCP connection
+        (then QUIT it)."""
         end = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError("tern exited with status %s before it was ready; log:\n%s"
                                      % (self.proc.returncode, self.log()))
+            if not self._listens_on(self.mx_port):
+                if time.monotonic() > end:
+                    raise AssertionError("tern did not listen on %d within %.0fs; log:\n%s"
+                                         % (self.mx_port, timeout, self.log()))
+                time.sleep(0.05)
+                continue
             try:
                 s = socket.create_connection(("127.0.0.1", self.mx_port), timeout=0.5)
             except OSError:
