@@ -33,8 +33,9 @@
  * and never writes again (Linux since 4.13; "fsyncgate", 2018): they read
  * back fine from the page cache but are not on the disk, and a power failure
  * loses them. A test that zeroes them after SIGKILL sees what the disk
- * would hold. Writes are tracked only for files a fsync or fdatasync rule's
- * PREFIX covers.
+ * would hold. Writes are tracked for files under TERN_FAULTS_TRACK (a path
+ * prefix) from the start, and for files a fsync or fdatasync rule's PREFIX
+ * covers while the rule is there.
  *
  * The shim calls nothing it intercepts; its own log writes go through
  * syscall(SYS_write). Thread-safe (one mutex).
@@ -83,6 +84,7 @@ struct extent {
 
 /* Writes tracked on one descriptor. */
 struct fdtrack {
+    char path[PATH_LEN]; /* the file they went to (a reused descriptor starts over) */
     struct extent *ext;
     size_t n, cap;
 };
@@ -90,9 +92,9 @@ struct fdtrack {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct rule rules[MAX_RULES];
 static size_t nrules;
-static struct stat ctl_seen;  /* the control file as last read */
-static bool ctl_read;         /* it was read at least once */
-static struct fdtrack *track; /* MAX_FDS entries, allocated on first use */
+static struct stat ctl_seen;   /* the control file as last read */
+static bool ctl_read;          /* it was read at least once */
+static struct fdtrack **track; /* MAX_FDS entries, allocated on first use */
 
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
@@ -260,24 +262,43 @@ static bool should_fail(enum op op, const char *path, int *err)
     return false;
 }
 
-/* Whether writes to path are tracked (a sync rule covers it). mu held. */
+/* Whether writes to path are tracked (TERN_FAULTS_TRACK or a sync rule
+   covers it). mu held. */
 static bool tracked(const char *path)
 {
+    const char *always = getenv("TERN_FAULTS_TRACK");
+    if (always && *always && strncmp(path, always, strlen(always)) == 0)
+        return true;
     for (size_t i = 0; i < nrules; i++)
         if ((rules[i].op == OP_FSYNC || rules[i].op == OP_FDATASYNC) && covers(&rules[i], path))
             return true;
     return false;
 }
 
-static void track_write(int fd, uint64_t off, uint64_t len)
+/* The record of fd's writes to path, (re)started if fd was another file's. */
+static struct fdtrack *track_of(int fd, const char *path)
 {
-    if (fd < 0 || fd >= MAX_FDS || len == 0)
-        return;
+    if (fd < 0 || fd >= MAX_FDS)
+        return NULL;
     if (!track)
         track = calloc(MAX_FDS, sizeof *track);
     if (!track)
+        return NULL;
+    if (!track[fd])
+        track[fd] = calloc(1, sizeof *track[fd]);
+    struct fdtrack *t = track[fd];
+    if (t && strcmp(t->path, path) != 0) {
+        snprintf(t->path, sizeof t->path, "%s", path);
+        t->n = 0;
+    }
+    return t;
+}
+
+static void track_write(int fd, const char *path, uint64_t off, uint64_t len)
+{
+    struct fdtrack *t = track_of(fd, path);
+    if (!t || len == 0)
         return;
-    struct fdtrack *t = &track[fd];
     if (t->n > 0 && t->ext[t->n - 1].off + t->ext[t->n - 1].len == off) {
         t->ext[t->n - 1].len += len;
         return;
@@ -296,16 +317,17 @@ static void track_write(int fd, uint64_t off, uint64_t len)
 /* A sync of fd ended: the tracked extents are either on disk or lost. */
 static void track_synced(int fd, const char *path, bool lost)
 {
-    if (!track || fd < 0 || fd >= MAX_FDS)
+    if (!track || fd < 0 || fd >= MAX_FDS || !track[fd])
         return;
-    struct fdtrack *t = &track[fd];
-    for (size_t i = 0; lost && i < t->n; i++) {
+    struct fdtrack *t = track_of(fd, path);
+    for (size_t i = 0; lost && t && i < t->n; i++) {
         char line[PATH_LEN + 128];
         snprintf(line, sizeof line, "lost path=%s offset=%llu length=%llu\n", path,
                  (unsigned long long)t->ext[i].off, (unsigned long long)t->ext[i].len);
         log_line(line);
     }
-    t->n = 0;
+    if (t)
+        t->n = 0;
 }
 
 /* ---- the intercepted calls ------------------------------------------------ */
@@ -345,12 +367,12 @@ int fdatasync(int fd)
     return do_sync(fd, OP_FDATASYNC);
 }
 
-/* Check a write-like call; returns an errno to fail with, or 0. Sets *track_it. */
-static int check_write(int fd, enum op op, bool *track_it)
+/* Check a write-like call; returns an errno to fail with, or 0. Sets *track_it
+   and fills path (PATH_LEN octets). */
+static int check_write(int fd, enum op op, bool *track_it, char *path)
 {
     load_real();
-    char path[PATH_LEN];
-    fd_path(fd, path, sizeof path);
+    fd_path(fd, path, PATH_LEN);
     int err = 0;
     pthread_mutex_lock(&mu);
     refresh();
@@ -360,25 +382,26 @@ static int check_write(int fd, enum op op, bool *track_it)
     return fail ? err : 0;
 }
 
-static void note_write(int fd, off_t off, ssize_t n)
+static void note_write(int fd, const char *path, off_t off, ssize_t n)
 {
     if (n <= 0)
         return;
     pthread_mutex_lock(&mu);
-    track_write(fd, (uint64_t)off, (uint64_t)n);
+    track_write(fd, path, (uint64_t)off, (uint64_t)n);
     pthread_mutex_unlock(&mu);
 }
 
 ssize_t write(int fd, const void *buf, size_t n)
 {
     bool t;
+    char path[PATH_LEN];
     /* Sockets and pipes are left alone: only files can fail here. */
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         load_real();
         return real_write(fd, buf, n);
     }
-    int err = check_write(fd, OP_WRITE, &t);
+    int err = check_write(fd, OP_WRITE, &t, path);
     if (err) {
         errno = err;
         return -1;
@@ -388,15 +411,16 @@ ssize_t write(int fd, const void *buf, size_t n)
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
+    char path[PATH_LEN];
     bool t;
-    int err = check_write(fd, OP_PWRITE, &t);
+    int err = check_write(fd, OP_PWRITE, &t, path);
     if (err) {
         errno = err;
         return -1;
     }
     ssize_t r = real_pwrite(fd, buf, n, off);
     if (t)
-        note_write(fd, off, r);
+        note_write(fd, path, off, r);
     return r;
 }
 
@@ -407,15 +431,16 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
+    char path[PATH_LEN];
     bool t;
-    int err = check_write(fd, OP_PWRITE, &t);
+    int err = check_write(fd, OP_PWRITE, &t, path);
     if (err) {
         errno = err;
         return -1;
     }
     ssize_t r = real_pwritev(fd, iov, cnt, off);
     if (t)
-        note_write(fd, off, r);
+        note_write(fd, path, off, r);
     return r;
 }
 
@@ -466,8 +491,9 @@ int renameat(int dfd, const char *from, int tdfd, const char *to)
 
 int posix_fallocate(int fd, off_t off, off_t len)
 {
+    char path[PATH_LEN];
     bool t;
-    int err = check_write(fd, OP_FALLOCATE, &t);
+    int err = check_write(fd, OP_FALLOCATE, &t, path);
     if (err)
         return err; /* posix_fallocate returns the error number */
     return real_posix_fallocate(fd, off, len);
