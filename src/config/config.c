@@ -433,6 +433,8 @@ static const struct key_def keys[] = {
     {"max_connections_per_client", KT_COUNT, F(max_connections_per_client), 50, 1, 100000, NULL, 0},
     {"idle_timeout", KT_TIME, F(idle_timeout), 300, 1, 3600, NULL, 0},
     {"session_timeout", KT_TIME, F(session_timeout), 3600, 1, 86400, NULL, 0},
+    {"min_data_rate", KT_COUNT, F(min_data_rate), 500, 0, 1000000000, NULL, 0},
+    {"min_data_rate_grace", KT_TIME, F(min_data_rate_grace), 120, 1, 3600, NULL, 0},
     {"spool_segment_size", KT_SIZE64, F(spool_segment_size), 64 * MIB, 64 * KIB, 16 * GIB, NULL, 0},
     {"delivery_workers", KT_COUNT, F(delivery_workers), 0, 0, 256, NULL, 0},
     {"delivery_concurrency", KT_COUNT, F(delivery_concurrency), 64, 1, 10000, NULL, 0},
