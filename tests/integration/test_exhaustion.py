@@ -178,6 +178,48 @@ def test_ten_thousand_idle_connections(tern):
     assert s.log().count("event=disconnect ") >= IDLE + 2
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors(tern):
+    """More clients than descriptors (a hard limit of 256, max_connections
+    1000: Tern warns at start). accept() fails with EMFILE: the listener rests
+    instead of spinning (no busy loop, no log flood), the connections wait in
+    the backlog, and they are served as soon as others close."""
+    s = tern({"max_connections": "1000", "max_connections_per_client": "1000"}, start=False)
+    s.wrapper = ["prlimit", "--nofile=256:256"]
+    s.start()
+    s.wait_log(r"tern\[warn\]: event=open_files_limit soft=256 hard=256 need=\d+")
+    pid = s.proc.pid
+    socks = []
+    try:
+        for _ in range(400):
+            socks.append(socket.create_connection(("127.0.0.1", s.mx_port), timeout=5))
+        s.wait_log(r"event=accept_error error=\"Too many open files\"")
+        time.sleep(0.5)
+        c0, lines0 = cpu_seconds(pid), s.log().count("event=accept_error")
+        time.sleep(2)
+        cpu, lines = cpu_seconds(pid) - c0, s.log().count("event=accept_error") - lines0
+        print("out of descriptors: %.2f s of CPU and %d accept_error lines in 2 s" % (cpu, lines))
+        assert cpu < 0.3, "tern spins while out of descriptors (%.2f s of CPU in 2 s)" % cpu
+        assert lines <= 4, "%d accept_error lines in 2 s" % lines
+        for c in socks[:200]:
+            c.close()
+        # the ones that waited in the backlog are served now
+        for c in socks[-20:]:
+            c.settimeout(5)
+            assert c.recv(512).startswith(b"220 "), "a waiting connection was not served"
+    finally:
+        for c in socks:
+            c.close()
+    tok, r = send(s, DEMO, 1000)
+    expect(r, 250)
+    s.wait_token(tok)
+
+
 # -- slow drip ------------------------------------------------------------------
 
 RATE = {"min_data_rate": "500", "min_data_rate_grace": "3s", "idle_timeout": "20s"}
