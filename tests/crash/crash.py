@@ -21,7 +21,12 @@ Tern is killed with SIGKILL many times, each kill aimed at a moment:
               before its 250 (so Tern never hears it)
   compaction  right after the log says the spool copied messages forward
 
-and restarted on the same spool at once. Then the load stops, the peer stops
+and restarted on the same spool at once. With --power-loss (every other kill
+by default: "alternate"), a kill is also a power failure for the spool:
+tests/crash/faults.c, preloaded, journals every write and sync of the spool's
+files, and after SIGKILL every write that no completed sync covered is lost
+(zeroed), kept, or torn at a page boundary, at random, as a disk may leave
+it. Only the spool is treated so: Maildir files keep what was written. Then the load stops, the peer stops
 deferring, and everything drains. The checks:
 
   - every acknowledged (250) token reached every one of its recipients:
@@ -50,6 +55,7 @@ import os
 import random
 import re
 import smtplib
+import subprocess
 import sys
 import tempfile
 import threading
@@ -62,7 +68,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from conftest import TernServer, tail  # noqa: E402
+from conftest import TernServer, tail, tern_bin  # noqa: E402
 from dns_server import DNSTestServer  # noqa: E402
 from tern_helpers import Delivered, free_ports, header_token_of  # noqa: E402
 
@@ -85,6 +91,82 @@ QUEUE_MAX = 2000  # deliveries acknowledged and not yet made, before the clients
 # be torn only at the very end of the journal.
 BAD_EVENTS = ("spool_segment_damaged", "reason=size_mismatch", "spool_chunk_gap",
               "reason=bad_envelope", "spool_segment_set_aside", "event=bounce")
+
+
+def find_shim(workdir):
+    """faults.so: built by meson next to the binary under test, else compiled."""
+    built = tern_bin().parent / "tests" / "crash" / "faults.so"
+    if built.is_file():
+        return built
+    out = Path(workdir) / "faults.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-o", str(out),
+                    str(HERE / "faults.c"), "-ldl", "-lpthread"], check=True)
+    return out
+
+
+class PowerCut:
+    """What a power failure leaves of the spool's files: reads the journal
+    the shim wrote since the last cut and, for every write no completed sync
+    covered, zeroes it, keeps it, or keeps only its first pages."""
+
+    PAGE = 4096
+
+    def __init__(self, journal, rng):
+        self.journal = Path(journal)
+        self.rng = rng
+        self.stats = {"cuts": 0, "writes_unsynced": 0, "zeroed": 0, "kept": 0, "torn": 0,
+                      "octets_lost": 0}
+        self.hit = []  # (run cut short, file name, offset, length) of every write not kept
+
+    def tore(self, name, offset, before_run):
+        """Whether a cut before this run left octet `offset` of file `name`
+        zeroed or torn: an invalid record there is what the cut made."""
+        return any(r < before_run and n == name and off <= offset < off + ln
+                   for r, n, off, ln in self.hit)
+
+    def cut(self, run):
+        try:
+            lines = self.journal.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        self.journal.write_text("")
+        unsynced = {}  # path -> [(line index, offset, length)]
+        started = {}  # sync number -> (path, line index)
+        for i, ln in enumerate(lines):
+            parts = ln.split(" ", 3)
+            if parts[0] == "w" and len(parts) == 4:
+                unsynced.setdefault(parts[3], []).append((i, int(parts[1]), int(parts[2])))
+            elif parts[0] == "S" and len(parts) == 3:
+                started[parts[1]] = (parts[2], i)
+            elif parts[0] == "s" and len(parts) == 3 and parts[1] in started:
+                path, at = started.pop(parts[1])
+                unsynced[path] = [w for w in unsynced.get(path, []) if w[0] > at]
+        self.stats["cuts"] += 1
+        for path, writes in unsynced.items():
+            for _, off, length in writes:
+                self.stats["writes_unsynced"] += 1
+                fate = self.rng.random()
+                if fate < 0.25:
+                    self.stats["kept"] += 1
+                    continue
+                keep = 0
+                if fate < 0.5 and length > self.PAGE:
+                    first = (off // self.PAGE + 1) * self.PAGE  # the first page boundary inside
+                    pages = max(0, (off + length - first) // self.PAGE)
+                    keep = first - off + self.PAGE * self.rng.randint(0, pages)
+                    keep = min(keep, length)
+                    self.stats["torn"] += 1
+                else:
+                    self.stats["zeroed"] += 1
+                self.hit.append((run, os.path.basename(path), off, length))
+                try:
+                    with open(path, "r+b") as fh:
+                        fh.seek(off + keep)
+                        fh.write(bytes(length - keep))
+                    self.stats["octets_lost"] += length - keep
+                except FileNotFoundError:
+                    pass
+        os.sync()
 
 
 def benign_skip(qid, run, removed, active, queued):
@@ -258,13 +340,18 @@ class Harness:
     that is not started (the pytest fixture's factory, or TernServer)."""
 
     def __init__(self, workdir, make_server, kills=60, clients=50, seed=None,
-                 segment_size="128K", out=print):
+                 segment_size="128K", power_loss="alternate", drain_timeout=120,
+                 faults=None, out=print):
         self.workdir = Path(workdir)
         self.make_server = make_server
         self.kills = kills
         self.clients = clients
         self.seed = seed if seed is not None else random.randrange(1 << 30)
         self.segment_size = segment_size
+        assert power_loss in ("off", "alternate", "all"), power_loss
+        self.power_loss = power_loss
+        self.drain_timeout = drain_timeout
+        self.faults = faults  # lines for the shim's control file (the harness's own test)
         self.out = out
         self.rng = random.Random(self.seed)
         self.kill_log = []  # dicts: mode, landed, time, ...
@@ -290,6 +377,20 @@ class Harness:
             "max_connections": "1000",
             "dkim_sign": "no",
         })
+        self.power = None
+        if self.power_loss != "off":
+            journal = self.server.dir / "power.journal"
+            self.power = PowerCut(journal, random.Random(self.seed + 3))
+            self.server.wrapper = [
+                "env", "LD_PRELOAD=%s" % find_shim(self.workdir),
+                "TERN_FAULTS_TRACK=%s" % self.server.spool_dir,
+                "TERN_FAULTS_JOURNAL=%s" % journal,
+                "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:verify_asan_link_order=0"]
+            if self.faults:
+                ctl = self.server.dir / "faults.ctl"
+                ctl.write_text("".join(f.replace("SPOOL", str(self.server.spool_dir)) + "\n"
+                                       for f in self.faults))
+                self.server.wrapper.insert(1, "TERN_FAULTS=%s" % ctl)
 
     def _stop_world(self):
         try:
@@ -353,8 +454,8 @@ class Harness:
     # -- the run ---------------------------------------------------------------
     def run(self):
         t0 = time.monotonic()
-        self.out("crash harness: seed %d, %d kills, %d clients, segments %s"
-                 % (self.seed, self.kills, self.clients, self.segment_size))
+        self.out("crash harness: seed %d, %d kills, %d clients, segments %s, power loss %s"
+                 % (self.seed, self.kills, self.clients, self.segment_size, self.power_loss))
         self._start_world()
         try:
             return self._run()
@@ -412,6 +513,11 @@ class Harness:
                         "peer_in_data": self.peer.in_data, "acked": len(self.load.acked)}
                 info["time"] = time.time()
                 s.kill9()
+                info["power"] = self.power is not None and (self.power_loss == "all" or k % 2 == 1)
+                if info["power"]:
+                    self.power.cut(len(s.logs) - 1)
+                elif self.power is not None:
+                    self.power.journal.write_text("")  # a process crash: the page cache survives
                 self.kill_log.append(info)
                 time.sleep(self.rng.uniform(0, 0.2))
                 s.start()
@@ -481,7 +587,7 @@ class Harness:
         # Wait for every acknowledged delivery, then for a clean restart that
         # finds the queue empty (messages committed but never acknowledged are
         # delivered too).
-        end = time.monotonic() + 120
+        end = time.monotonic() + self.drain_timeout
         while True:
             got, problems, nfiles, npeer = self._deliveries()
             missing = self._missing(got)
@@ -525,6 +631,15 @@ class Harness:
             queued.update(re.findall(r"qid=([0-9A-F]{16}) event=queued", text))
         log_problems, torn, recovered = [], 0, []
         false_alarms = set()
+        # A power cut may tear the unsynced end of several segments at once
+        # (a rotation needs no sync), and recovery calls an invalid record in
+        # any segment but the last "damaged": allowed where the cut tore it.
+        cut_damage = set()
+        for i, text in enumerate(logs):
+            for m in re.finditer(r"event=spool_segment_damaged seg=([0-9a-f]{16}) offset=(\d+)",
+                                 text):
+                if self.power and self.power.tore("seg-" + m.group(1), int(m.group(2)), i):
+                    cut_damage.add(m.group(1))
         for i, text in enumerate(logs):
             m = re.search(r"event=spool_recovered .*", text)
             if not m:
@@ -542,8 +657,12 @@ class Harness:
                 if m and benign_skip(m.group(1), i, removed, active, queued):
                     false_alarms.add(m.group(1))
                     continue
+                m = re.search(r"event=spool_segment_(?:damaged|set_aside) seg=([0-9a-f]{16})", line)
+                if m and m.group(1) in cut_damage:
+                    continue
                 log_problems.append("run %d: %s" % (i, line))
-        corrupt = [n for n in os.listdir(s.spool_dir) if n.startswith("corrupt-")]
+        corrupt = [n for n in os.listdir(s.spool_dir)
+                   if n.startswith("corrupt-") and n[-16:] not in cut_damage]
         compactions = sum(t.count("event=spool_compact") for t in logs)
         rotations_freed = sum(t.count("event=spool_segment_freed") for t in logs)
         tmp_left = len(self._tmp_files())
@@ -557,6 +676,8 @@ class Harness:
             "seed": self.seed,
             "kills": len(self.kill_log),
             "kills_by_mode": {m: {"kills": v[0], "landed": v[1]} for m, v in by_mode.items()},
+            "power_failures": sum(1 for k in self.kill_log if k.get("power")),
+            "power_failure_writes": self.power.stats if self.power else None,
             "kills_with_clients_in_data": sum(1 for k in self.kill_log if k["in_data"] > 0),
             "kills_with_peer_in_data": sum(1 for k in self.kill_log if k["peer_in_data"] > 0),
             "messages_sent": len(self.load.sent),
@@ -579,6 +700,7 @@ class Harness:
             "corrupt_files": len(problems),
             "log_problems": len(log_problems),
             "recovery_false_alarms": len(false_alarms),
+            "segments_damaged_by_power_cuts": len(cut_damage),
         }
         failures = []
         if missing:
@@ -608,6 +730,8 @@ def main():
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--segment-size", default="128K")
+    ap.add_argument("--power-loss", default="alternate", choices=["off", "alternate", "all"],
+                    help="which kills are also power failures for the spool")
     ap.add_argument("--workdir", default=None, help="kept after the run (default: a temporary "
                     "directory, removed when the run passes)")
     ap.add_argument("--json", default=None, help="write the result to this file")
@@ -623,7 +747,7 @@ def main():
         return srv
 
     h = Harness(workdir, make, kills=args.kills, clients=args.clients, seed=args.seed,
-                segment_size=args.segment_size)
+                segment_size=args.segment_size, power_loss=args.power_loss)
     try:
         result = h.run()
     finally:

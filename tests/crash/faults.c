@@ -13,11 +13,13 @@
  *
  * OP is fsync, fdatasync, write, pwrite (also pwritev), rename (also renameat)
  * or fallocate (posix_fallocate); ERRNO is EIO, ENOSPC, EDQUOT, EROFS or a
- * number. A call of OP on a file whose path starts with PREFIX (any file
- * without one) fails with ERRNO once N matching calls have passed (default
- * 0), M times (default 1; -1: every call while the rule is in the file). A
- * rule's counters start again when the file is rewritten. Lines starting
- * with '#' and blank lines are ignored.
+ * number; OK, for fsync and fdatasync only, reports success without syncing
+ * (a disk that lies: what the crash harness must catch). A call of OP on a
+ * file whose path starts with PREFIX (any file without one) fails with ERRNO
+ * once N matching calls have passed (default 0), M times (default 1; -1:
+ * every call while the rule is in the file). A rule's counters start again
+ * when the file is rewritten. Lines starting with '#' and blank lines are
+ * ignored.
  *
  * The log file gets one line per injected failure:
  *
@@ -36,6 +38,17 @@
  * would hold. Writes are tracked for files under TERN_FAULTS_TRACK (a path
  * prefix) from the start, and for files a fsync or fdatasync rule's PREFIX
  * covers while the rule is there.
+ *
+ * TERN_FAULTS_JOURNAL=FILE records, for the files under TERN_FAULTS_TRACK, every
+ * write and every sync in the order they happen, for a test that simulates a
+ * power failure (tests/crash/crash.py):
+ *
+ *     w OFFSET LENGTH PATH     a pwrite/pwritev of LENGTH octets returned
+ *     S SEQ PATH               fsync/fdatasync number SEQ is called ...
+ *     s SEQ PATH               ... and succeeded
+ *
+ * A sync makes durable every write whose "w" line comes before its "S" line;
+ * what no sync covered may be lost (or torn) by a power failure.
  *
  * The shim calls nothing it intercepts; its own log writes go through
  * syscall(SYS_write). Thread-safe (one mutex).
@@ -92,9 +105,11 @@ struct fdtrack {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct rule rules[MAX_RULES];
 static size_t nrules;
-static struct stat ctl_seen;   /* the control file as last read */
-static bool ctl_read;          /* it was read at least once */
-static struct fdtrack **track; /* MAX_FDS entries, allocated on first use */
+static struct stat ctl_seen;        /* the control file as last read */
+static bool ctl_read;               /* it was read at least once */
+static struct fdtrack **track;      /* MAX_FDS entries, allocated on first use */
+static int journal_fd = -2;         /* TERN_FAULTS_JOURNAL, opened on first use; -1: none */
+static unsigned long long sync_seq; /* numbers the syncs in the journal */
 
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
@@ -146,12 +161,25 @@ static void log_line(const char *line)
     close(fd);
 }
 
+/* Append a line to the journal. mu held. */
+static void journal(const char *line)
+{
+    if (journal_fd == -2) {
+        const char *path = getenv("TERN_FAULTS_JOURNAL");
+        journal_fd = path && *path ? (int)syscall(SYS_openat, AT_FDCWD, path,
+                                                  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)
+                                   : -1;
+    }
+    if (journal_fd >= 0)
+        (void)syscall(SYS_write, journal_fd, line, strlen(line));
+}
+
 static int parse_errno(const char *s)
 {
     static const struct {
         const char *name;
         int err;
-    } names[] = {{"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EDQUOT", EDQUOT}, {"EROFS", EROFS}};
+    } names[] = {{"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EDQUOT", EDQUOT}, {"EROFS", EROFS}, {"OK", 0}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(s, names[i].name) == 0)
             return names[i].err;
@@ -171,6 +199,8 @@ static const char *errno_name(int err)
         return "EDQUOT";
     case EROFS:
         return "EROFS";
+    case 0:
+        return "OK";
     default:
         return "other";
     }
@@ -344,14 +374,30 @@ static int do_sync(int fd, enum op op)
     if (fail)
         track_synced(fd, path, true);
     pthread_mutex_unlock(&mu);
+    if (fail && err == 0)
+        return 0; /* OK: a lie, journaled as a sync that never completed */
     if (fail) {
         errno = err;
         return -1;
     }
+    char line[PATH_LEN + 64];
+    unsigned long long seq = 0;
+    pthread_mutex_lock(&mu);
+    bool journaled = tracked(path);
+    if (journaled) {
+        seq = ++sync_seq;
+        snprintf(line, sizeof line, "S %llu %s\n", seq, path);
+        journal(line);
+    }
+    pthread_mutex_unlock(&mu);
     int r = op == OP_FSYNC ? real_fsync(fd) : real_fdatasync(fd);
     int saved = errno;
     pthread_mutex_lock(&mu);
     track_synced(fd, path, r != 0);
+    if (journaled && r == 0) {
+        snprintf(line, sizeof line, "s %llu %s\n", seq, path);
+        journal(line);
+    }
     pthread_mutex_unlock(&mu);
     errno = saved;
     return r;
@@ -386,8 +432,12 @@ static void note_write(int fd, const char *path, off_t off, ssize_t n)
 {
     if (n <= 0)
         return;
+    char line[PATH_LEN + 64];
+    snprintf(line, sizeof line, "w %llu %llu %s\n", (unsigned long long)off, (unsigned long long)n,
+             path);
     pthread_mutex_lock(&mu);
     track_write(fd, path, (uint64_t)off, (uint64_t)n);
+    journal(line);
     pthread_mutex_unlock(&mu);
 }
 

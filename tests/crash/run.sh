@@ -5,7 +5,7 @@
 #
 #   tests/crash/run.sh [--kills 60] [--seed N] [--workdir DIR] [--json FILE]
 #
-# TERN_BIN names the binary (default build/tern). Takes about 3 s a kill.
+# TERN_BIN names the binary (default build/tern). Takes about 2 s a kill.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"

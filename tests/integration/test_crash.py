@@ -15,6 +15,7 @@ from crash import Harness  # noqa: E402
 
 
 def test_crash_consistency(tern, tmp_path):
+    """Every other kill is also a power failure for the spool."""
     h = Harness(tmp_path, lambda overrides: tern(overrides, start=False), kills=12, clients=50)
     result = h.run()
     assert result["kills"] == 12
@@ -24,3 +25,13 @@ def test_crash_consistency(tern, tmp_path):
     assert result["compaction_passes"] > 0 and result["kills_with_peer_in_data"] > 0, result
     assert not result["failures"], "\n".join(result["failures"])
     assert result["lost"] == 0
+
+
+def test_harness_catches_a_lying_disk(tern, tmp_path):
+    """The harness itself: with a disk whose fdatasync reports success without
+    syncing, power failures lose acknowledged mail, and the harness says so."""
+    h = Harness(tmp_path, lambda overrides: tern(overrides, start=False), kills=4, clients=20,
+                power_loss="all", drain_timeout=10, faults=["fdatasync OK path=SPOOL count=-1"])
+    result = h.run()
+    assert result["lost"] > 0, result
+    assert any("acknowledged deliveries lost" in f for f in result["failures"]), result
