@@ -3,8 +3,8 @@
  *
  * Every input is used three ways: as a segment's contents (records parsed in
  * a row until one does not validate, as recovery does, decoding the payload
- * of each valid ENVELOPE and RCPT record), as one envelope payload, and as one
- * recipient-state payload. Whatever decodes must encode back to exactly the
+ * of each valid ENVELOPE, RCPT and HOLD record), as one envelope payload, and
+ * as one recipient-state payload. Whatever decodes must encode back to exactly the
  * same octets (the encoding is canonical), and decode again.
  */
 #include <stddef.h>
@@ -64,6 +64,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_envelope(payload, h.len);
         else if (h.type == RECORD_RCPT)
             check_rcpt(payload, h.len);
+        else if (h.type == RECORD_HOLD) {
+            bool held;
+            if (h.len != 1 || record_hold_decode(payload, h.len, &held) != (payload[0] <= 1))
+                abort();
+        }
         off += RECORD_HEADER_SIZE + h.len;
         if (off > size)
             abort();

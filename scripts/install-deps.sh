@@ -16,12 +16,15 @@ build_pkgs=(
 	meson ninja-build pkg-config gcc
 	libevent-dev libssl-dev libcmocka-dev
 	libunbound-dev libopendkim-dev libpsl-dev libidn2-dev publicsuffix libcrypt-dev
+	libjansson-dev
 )
 test_pkgs=(
 	python3 python3-pytest python3-pytest-timeout python3-aiosmtpd python3-dnslib python3-dkim python3-spf python3-nacl
-	swaks msmtp openssl dovecot-core dovecot-imapd dovecot-lmtpd postfix
+	python3-prometheus-client
+	swaks msmtp openssl dovecot-core dovecot-imapd dovecot-lmtpd postfix git-email
 	clang libclang-rt-14-dev
 	procps iproute2 time
+	man-db groff-base systemd
 )
 
 want=("${build_pkgs[@]}")

@@ -14,6 +14,14 @@ struct config_diags;
 /* Print diagnostics as "FILE:LINE: message" (or "FILE: message") on stderr. */
 void cli_print_diags(const struct config_diags *d);
 
+/* Make getopt start over (each subcommand parses its own options). */
+void cli_getopt_reset(void);
+
+/* Load file, print its diagnostics, and say "FILE: configuration has
+   errors" when it cannot be used (NULL then). */
+struct config;
+struct config *cli_load_config(const char *file);
+
 /* `tern check [-c FILE]`: validate the configuration and the aliases file it
    names. Exit status 0 when both are valid, 1 on any error, 2 on bad usage. */
 int cli_check(int argc, char **argv);
@@ -58,5 +66,24 @@ int cli_dns(int argc, char **argv);
    dmarc.c). Exit status 0 evaluated, 75 temperror, 1 bad configuration, 2
    bad usage. */
 int cli_dmarc(int argc, char **argv);
+
+/* `tern queue [-c FILE] COMMAND ...`: list, show, flush, hold, release,
+   delete and bounce queued mail, pause and resume domains, through the
+   running server's control socket (see queue.c). Exit status 0 done, 1 an
+   error or a named message not in the queue, 2 bad usage, 75 the server
+   cannot be reached. */
+int cli_queue(int argc, char **argv);
+
+/* The mailq listing of the server named by config_file (also sendmail -bp).
+   Exit status as cli_queue's. */
+int cli_mailq(const char *config_file);
+
+/* True when argv0's base name is sendmail, mailq or newaliases. */
+int cli_invoked_as_sendmail(const char *argv0);
+/* sendmail compatibility (see sendmail.c): argv[0] is the name it was
+   invoked as ("sendmail", "mailq", "newaliases"). Exit status as sendmail's
+   (sysexits.h): 0 queued, 64 usage, 65 bad data, 67 unknown user, 69
+   refused, 75 try again later (the server cannot be reached). */
+int cli_sendmail(int argc, char **argv);
 
 #endif

@@ -307,6 +307,15 @@ static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
     evconnlistener_enable(el->l);
 }
 
+/* The error callback and the pause timer of a new listener. */
+static void listener_setup(struct ev_loop *loop, struct ev_listener *el)
+{
+    evconnlistener_set_error_cb(el->l, on_accept_error);
+    el->resume = evtimer_new(loop->base, on_accept_resume, el);
+    if (!el->resume)
+        panic("evtimer_new failed");
+}
+
 struct ev_listener *ev_listener_new(struct ev_loop *loop, const char *host, const char *port,
                                     ev_accept_cb cb, void *arg, char *err, size_t errlen)
 {
@@ -332,10 +341,33 @@ struct ev_listener *ev_listener_new(struct ev_loop *loop, const char *host, cons
         free(el);
         return NULL;
     }
-    evconnlistener_set_error_cb(el->l, on_accept_error);
-    el->resume = evtimer_new(loop->base, on_accept_resume, el);
-    if (!el->resume)
-        panic("evtimer_new failed");
+    listener_setup(loop, el);
+    return el;
+}
+
+struct ev_listener *ev_listener_new_unix(struct ev_loop *loop, const char *path, ev_accept_cb cb,
+                                         void *arg, char *err, size_t errlen)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof sun.sun_path) {
+        snprintf(err, errlen, "%s: socket path empty or longer than %zu octets", path,
+                 sizeof sun.sun_path - 1);
+        return NULL;
+    }
+    memcpy(sun.sun_path, path, n);
+    struct ev_listener *el = xcalloc(1, sizeof *el);
+    el->cb = cb;
+    el->arg = arg;
+    el->l = evconnlistener_new_bind(
+        loop->base, on_accept, el, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128,
+        (const struct sockaddr *)&sun, (int)(offsetof(struct sockaddr_un, sun_path) + n + 1));
+    if (!el->l) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        free(el);
+        return NULL;
+    }
+    listener_setup(loop, el);
     return el;
 }
 

@@ -58,6 +58,11 @@ typedef void (*ev_accept_cb)(void *arg, int fd, const struct sockaddr *sa, sockl
 /* Bind and listen on host:port (numeric). NULL with err filled on failure. */
 struct ev_listener *ev_listener_new(struct ev_loop *loop, const char *host, const char *port,
                                     ev_accept_cb cb, void *arg, char *err, size_t errlen);
+/* Bind and listen on a unix-domain stream socket at path (which must not
+   exist; the caller removes a stale one, sets its owner and mode, and
+   unlinks it after ev_listener_free). NULL with err filled on failure. */
+struct ev_listener *ev_listener_new_unix(struct ev_loop *loop, const char *path, ev_accept_cb cb,
+                                         void *arg, char *err, size_t errlen);
 void ev_listener_free(struct ev_listener *l);
 
 /* ---- buffered connections ---- */

@@ -7,6 +7,7 @@
  * descriptor (no race between the check and the read).
  */
 #include "mailauth/dkimkey.h"
+#include "mailauth/keycache.h"
 
 #include "config/config.h"
 #include "config/internal.h"
@@ -379,6 +380,9 @@ struct dkim_keystore *dkim_keystore_load(const char *dir, struct config_diags *d
             return NULL;
         }
     }
+    /* parsed once here rather than for every message (keycache.c) */
+    for (size_t i = 0; i < ks->n; i++)
+        dkim_keycache_add(ks->v[i].pem, ks->v[i].pem_len);
     return ks;
 }
 

@@ -13,9 +13,20 @@
  * and every other domain. A recipient still deferred queue_lifetime after
  * its message arrived expires. A message is removed from the spool when all
  * its recipients are final.
+ *
+ * Operator control (sched_control). A held message has no item anywhere: its
+ * items are purged when it is held, a delivery in flight records its outcome
+ * and is not retried, and release queues it afresh. A message with a
+ * delivery in flight is "busy" (struct mctl counts them); deleting or
+ * bouncing it waits for the count to reach zero (nothing new starts
+ * meanwhile), and so does the fresh queueing of a release, so that no
+ * recipient is ever delivered twice at once. Paused domains: a ready local
+ * item for one is parked, a relay destination keeps its items; resume puts
+ * them back.
  */
 #include "sched/sched.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "deliver/dsn.h"
 #include "deliver/maildir.h"
@@ -90,6 +101,23 @@ struct dest {
 
 #define DEST_BUCKETS 1024
 #define DEST_WINDOW_START 5.0
+#define MCTL_BUCKETS 1024
+
+/* What waits for a busy message's deliveries to end. */
+enum mctl_pending {
+    MCTL_NONE = 0, /* nothing: the entry only counts deliveries */
+    MCTL_REQUEUE,  /* released while busy: queue it afresh */
+    MCTL_DELETE,   /* remove without a report */
+    MCTL_BOUNCE,   /* report to the sender and remove */
+};
+
+/* A message with deliveries in flight or an action waiting for them. */
+struct mctl {
+    struct mctl *next; /* hash chain */
+    spool_id id;
+    unsigned busy;            /* local items and relay items in flight */
+    enum mctl_pending action; /* carried out when busy reaches 0 */
+};
 
 struct sched {
     struct ev_loop *loop;
@@ -109,6 +137,10 @@ struct sched {
     size_t rready_n;                          /* relay items ready in all */
     struct relay_item *rretry;                /* relay items waiting for their next attempt */
     size_t relay_in_flight;
+    struct item *parked;             /* ready local items of paused domains */
+    char **paused;                   /* paused domains, lowercase */
+    size_t npaused;                  /* entries in paused */
+    struct mctl *mctl[MCTL_BUCKETS]; /* busy messages, by id */
 };
 
 uint32_t sched_backoff(uint32_t attempts, uint32_t min_s, uint32_t max_s)
@@ -130,6 +162,17 @@ static void item_free(struct item *it)
 }
 
 static void sched_dispatch(struct sched *s);
+static void busy_start(struct sched *s, spool_id id);
+static void busy_end(struct sched *s, spool_id id);
+static bool msg_blocked(const struct sched *s, spool_id id, const struct spool_envelope *env);
+static bool domain_paused(const struct sched *s, const char *domain);
+
+/* The domain of "local@domain" ("" without one). */
+static const char *addr_domain(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    return at ? at + 1 : "";
+}
 
 static bool rcpt_final(uint8_t state)
 {
@@ -241,6 +284,10 @@ static struct relay_item *rready_pop(struct sched *s)
             *pp = d->anext;
             d->active = false;
             dest_maybe_free(s, d);
+            continue;
+        }
+        if (s->npaused && domain_paused(s, d->domain)) {
+            pp = &d->anext; /* paused: its items wait */
             continue;
         }
         size_t limit = (size_t)d->window;
@@ -490,6 +537,7 @@ static void deliver_outcome(struct sched *s, struct item *it)
     double delay = (double)(now - env->arrival);
     char status[400];
     if (it->md.error == 0) {
+        metrics_inc(M_DELIVERIES, METRICS_DELIVERY_SENT, METRICS_DEST_LOCAL);
         snprintf(status, sizeof status, "dsn=2.0.0 delivered to maildir");
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DELIVERED, attempts, 0, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=2.0.0 status=sent "
@@ -497,6 +545,7 @@ static void deliver_outcome(struct sched *s, struct item *it)
                  it->id, it->mailbox, delay);
         item_free(it);
     } else if (it->md.permanent) {
+        metrics_inc(M_DELIVERIES, METRICS_DELIVERY_BOUNCED, METRICS_DEST_LOCAL);
         snprintf(status, sizeof status, "dsn=5.3.0 %s", it->md.text);
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_BOUNCED, attempts, 0, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=5.3.0 status=bounced "
@@ -505,15 +554,20 @@ static void deliver_outcome(struct sched *s, struct item *it)
         item_free(it);
     } else {
         uint32_t wait = sched_backoff(attempts, RETRY_MIN, RETRY_MAX);
+        metrics_inc(M_DELIVERIES, METRICS_DELIVERY_DEFERRED, METRICS_DEST_LOCAL);
         snprintf(status, sizeof status, "dsn=4.3.0 %s", it->md.text);
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DEFERRED, attempts, now + wait, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=4.3.0 status=deferred "
                  "(%s) retry_in=%us",
                  it->id, it->mailbox, delay, it->md.text, wait);
-        it->due = now + wait;
-        it->next = s->retry;
-        s->retry = it;
-        retry_arm(s);
+        if (msg_blocked(s, id, spool_get(s->sp, id))) {
+            item_free(it); /* held, or deleted or bounced once its deliveries end */
+        } else {
+            it->due = now + wait;
+            it->next = s->retry;
+            s->retry = it;
+            retry_arm(s);
+        }
     }
     sched_maybe_remove(s, id);
 }
@@ -523,8 +577,11 @@ static void deliver_done(void *arg)
     struct batch *b = arg;
     struct sched *s = b->s;
     s->in_flight -= b->n;
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
+        spool_id id = b->items[i]->id;
         deliver_outcome(s, b->items[i]);
+        busy_end(s, id);
+    }
     free(b);
     sched_dispatch(s);
 }
@@ -658,15 +715,22 @@ static void relay_done(void *arg, struct relay_job *job)
         }
         log_info("qid=%016" PRIX64 " to=<%s> relay=%s delay=%.0f dsn=%s status=%s (%s)", id,
                  ri->addr[k], job->relay_desc, delay, rc->dsn, word, rc->text);
+        metrics_inc(M_DELIVERIES, metrics_delivery_status(word),
+                    job->lmtp ? METRICS_DEST_LMTP : METRICS_DEST_RELAY);
         env = spool_get(s->sp, id);
     }
     relay_item_free(ri);
+    if (again && msg_blocked(s, id, spool_get(s->sp, id))) {
+        relay_item_free(again); /* held, or deleted or bounced once its deliveries end */
+        again = NULL;
+    }
     if (again) {
         again->next = s->rretry;
         s->rretry = again;
         retry_arm(s);
     }
     sched_maybe_remove(s, id);
+    busy_end(s, id);
     sched_dispatch(s);
 }
 
@@ -678,6 +742,8 @@ static void relay_dispatch(struct sched *s)
         if (!ri)
             break; /* every destination with mail ready is at its window */
         const struct spool_envelope *env = spool_get(s->sp, ri->id);
+        if (env && msg_blocked(s, ri->id, env))
+            env = NULL; /* held meanwhile: dropped, queued again at release */
         ri->body = env ? spool_body_open(s->sp, ri->id) : NULL;
         if (!ri->body) {
             dest_done(s, ri->domain, true);
@@ -722,6 +788,7 @@ static void relay_dispatch(struct sched *s)
         j->done = relay_done;
         j->arg = ri;
         s->relay_in_flight++;
+        busy_start(s, ri->id);
         relay_start(s->relay, j);
     }
 }
@@ -807,6 +874,16 @@ static void sched_dispatch(struct sched *s)
             if (!s->ready)
                 s->ready_tail = &s->ready;
             it->next = NULL;
+            const struct spool_envelope *env = spool_get(s->sp, it->id);
+            if (!env || msg_blocked(s, it->id, env)) {
+                item_free(it);
+                continue;
+            }
+            if (s->npaused && domain_paused(s, addr_domain(it->mailbox))) {
+                it->next = s->parked; /* until the domain is resumed */
+                s->parked = it;
+                continue;
+            }
             it->body = spool_body_open(s->sp, it->id);
             if (!it->body) {
                 item_free(it);
@@ -818,6 +895,7 @@ static void sched_dispatch(struct sched *s)
             it->md.hostname = s->cfg->hostname;
             it->md.body = it->body;
             b->items[b->n++] = it;
+            busy_start(s, it->id);
         }
         if (b->n == 0) {
             free(b);
@@ -828,10 +906,12 @@ static void sched_dispatch(struct sched *s)
     }
 }
 
-void sched_message_queued(struct sched *s, spool_id id)
+/* Make items for every recipient of message id that is not final (none for
+   a held message). The caller dispatches. */
+static void enqueue_message(struct sched *s, spool_id id)
 {
     const struct spool_envelope *env = spool_get(s->sp, id);
-    if (!env)
+    if (!env || msg_blocked(s, id, env))
         return;
     int64_t now = now_real_us() / 1000000;
     for (size_t i = 0; i < env->nrcpt; i++) {
@@ -868,6 +948,11 @@ void sched_message_queued(struct sched *s, spool_id id)
         relay_queue_message(s, id, env, now);
     retry_arm(s);
     sched_maybe_remove(s, id);
+}
+
+void sched_message_queued(struct sched *s, spool_id id)
+{
+    enqueue_message(s, id);
     sched_dispatch(s);
 }
 
@@ -942,6 +1027,460 @@ void sched_free(struct sched *s)
         s->rretry = ri->next;
         relay_item_free(ri);
     }
+    while (s->parked) {
+        struct item *it = s->parked;
+        s->parked = it->next;
+        item_free(it);
+    }
+    for (size_t i = 0; i < s->npaused; i++)
+        free(s->paused[i]);
+    free(s->paused);
+    for (size_t i = 0; i < MCTL_BUCKETS; i++) {
+        while (s->mctl[i]) {
+            struct mctl *m = s->mctl[i];
+            s->mctl[i] = m->next;
+            free(m);
+        }
+    }
     ev_timer_free(s->retry_timer);
     free(s);
+}
+
+/* ---- operator control ------------------------------------------------------ */
+
+static size_t mctl_hash(spool_id id)
+{
+    return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 40) % MCTL_BUCKETS;
+}
+
+static struct mctl *mctl_find(const struct sched *s, spool_id id)
+{
+    for (struct mctl *m = s->mctl[mctl_hash(id)]; m; m = m->next)
+        if (m->id == id)
+            return m;
+    return NULL;
+}
+
+static struct mctl *mctl_get(struct sched *s, spool_id id)
+{
+    struct mctl *m = mctl_find(s, id);
+    if (m)
+        return m;
+    m = xcalloc(1, sizeof *m);
+    m->id = id;
+    m->next = s->mctl[mctl_hash(id)];
+    s->mctl[mctl_hash(id)] = m;
+    return m;
+}
+
+static void mctl_drop(struct sched *s, struct mctl *m)
+{
+    struct mctl **pp = &s->mctl[mctl_hash(m->id)];
+    while (*pp != m)
+        pp = &(*pp)->next;
+    *pp = m->next;
+    free(m);
+}
+
+static void busy_start(struct sched *s, spool_id id)
+{
+    mctl_get(s, id)->busy++;
+}
+
+/* Held, or to be deleted or bounced once its deliveries end: nothing starts
+   and nothing is retried. */
+static bool msg_blocked(const struct sched *s, spool_id id, const struct spool_envelope *env)
+{
+    if (env && env->held)
+        return true;
+    const struct mctl *m = mctl_find(s, id);
+    return m && (m->action == MCTL_DELETE || m->action == MCTL_BOUNCE);
+}
+
+static bool domain_paused(const struct sched *s, const char *domain)
+{
+    for (size_t i = 0; i < s->npaused; i++)
+        if (ascii_ieq(s->paused[i], domain))
+            return true;
+    return false;
+}
+
+bool sched_message_busy(const struct sched *s, spool_id id)
+{
+    const struct mctl *m = mctl_find(s, id);
+    return m && m->busy > 0;
+}
+
+static int cmp_qid(const void *a, const void *b)
+{
+    spool_id x = *(const spool_id *)a, y = *(const spool_id *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool id_in(const spool_id *set, size_t n, spool_id id)
+{
+    return n && bsearch(&id, set, n, sizeof *set, cmp_qid) != NULL;
+}
+
+static void purge_list(struct item **head, const spool_id *set, size_t n)
+{
+    struct item **pp = head;
+    while (*pp) {
+        struct item *it = *pp;
+        if (id_in(set, n, it->id)) {
+            *pp = it->next;
+            item_free(it);
+        } else {
+            pp = &it->next;
+        }
+    }
+}
+
+/* Drop every queued (not in flight) item of the messages in set (sorted):
+   the ready queue, the retry list, parked items, the destinations' queues
+   and the relay retry list. */
+static void purge_items(struct sched *s, const spool_id *set, size_t n)
+{
+    if (n == 0)
+        return;
+    struct item **pp = &s->ready;
+    s->ready_tail = &s->ready;
+    while (*pp) {
+        struct item *it = *pp;
+        if (id_in(set, n, it->id)) {
+            *pp = it->next;
+            s->nready--;
+            item_free(it);
+        } else {
+            s->ready_tail = &it->next;
+            pp = &it->next;
+        }
+    }
+    purge_list(&s->retry, set, n);
+    purge_list(&s->parked, set, n);
+    struct relay_item **rp = &s->rretry;
+    while (*rp) {
+        struct relay_item *ri = *rp;
+        if (id_in(set, n, ri->id)) {
+            *rp = ri->next;
+            relay_item_free(ri);
+        } else {
+            rp = &ri->next;
+        }
+    }
+    for (size_t b = 0; b < DEST_BUCKETS; b++) {
+        for (struct dest *d = s->dests[b]; d; d = d->hnext) {
+            struct relay_item **qp = &d->head;
+            d->tail = &d->head;
+            while (*qp) {
+                struct relay_item *ri = *qp;
+                if (id_in(set, n, ri->id)) {
+                    *qp = ri->next;
+                    d->nready--;
+                    s->rready_n--;
+                    relay_item_free(ri);
+                } else {
+                    d->tail = &ri->next;
+                    qp = &ri->next;
+                }
+            }
+        }
+    }
+}
+
+/* Make the waiting items of the messages in set (sorted) due now. */
+static void flush_items(struct sched *s, const spool_id *set, size_t n)
+{
+    if (n == 0)
+        return;
+    struct item **pp = &s->retry;
+    while (*pp) {
+        struct item *it = *pp;
+        if (id_in(set, n, it->id)) {
+            *pp = it->next;
+            ready_push(s, it);
+        } else {
+            pp = &it->next;
+        }
+    }
+    struct relay_item **rp = &s->rretry;
+    while (*rp) {
+        struct relay_item *ri = *rp;
+        if (id_in(set, n, ri->id)) {
+            *rp = ri->next;
+            rready_push(s, ri);
+        } else {
+            rp = &ri->next;
+        }
+    }
+}
+
+static void delete_now(struct sched *s, spool_id id)
+{
+    if (!spool_get(s->sp, id))
+        return;
+    if (spool_remove(s->sp, id) < 0)
+        log_error("qid=%016" PRIX64 " event=remove_failed", id);
+    else
+        log_info("qid=%016" PRIX64 " event=deleted by=operator", id);
+}
+
+/* "dsn=4.4.1 text" -> code "4.4.1" and text; false when status has no code. */
+static bool status_split(const char *status, char *code, size_t codelen, const char **text)
+{
+    *text = NULL;
+    if (!status || strncmp(status, "dsn=", 4) != 0)
+        return false;
+    const char *c = status + 4;
+    size_t n = strcspn(c, " ");
+    if (n == 0 || n >= codelen || (c[0] != '2' && c[0] != '4' && c[0] != '5'))
+        return false;
+    memcpy(code, c, n);
+    code[n] = '\0';
+    *text = c[n] ? c + n + 1 : NULL;
+    return true;
+}
+
+/* Return every recipient not yet final to the sender now, as failed (a DSN
+   as at expiry: the last status code when there is one, else 5.0.0), then
+   record them bounced and remove the message. */
+static void bounce_now(struct sched *s, spool_id id)
+{
+    const struct spool_envelope *env = spool_get(s->sp, id);
+    if (!env)
+        return;
+    size_t cap = env->nrcpt ? env->nrcpt : 1;
+    struct bounce_rcpt *br = xcalloc(cap, sizeof *br);
+    size_t *idx = xcalloc(cap, sizeof *idx);
+    char(*code)[16] = xcalloc(cap, sizeof *code);
+    char(*diag)[600] = xcalloc(cap, sizeof *diag);
+    size_t n = 0;
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        const struct spool_rcpt *r = &env->rcpt[i];
+        if (rcpt_final(r->state))
+            continue;
+        const char *text;
+        if (!status_split(r->status, code[n], sizeof code[n], &text) || code[n][0] == '2')
+            snprintf(code[n], sizeof code[n], "5.0.0");
+        snprintf(diag[n], sizeof diag[n],
+                 "message returned to the sender by the mail system administrator%s%s",
+                 text ? "; last attempt: " : "", text ? text : "");
+        br[n] = (struct bounce_rcpt){.addr = r->addr,
+                                     .orcpt = r->orcpt,
+                                     .notify = r->notify,
+                                     .status = code[n],
+                                     .diagnostic = diag[n],
+                                     .action = DSN_ACTION_FAILED};
+        idx[n++] = i;
+    }
+    if (n) {
+        struct spool_body *body = spool_body_open(s->sp, id);
+        sched_bounce(s, id, env, body, br, n);
+        spool_body_close(body);
+    }
+    int64_t now = now_real_us() / 1000000;
+    for (size_t k = 0; k < n; k++) {
+        env = spool_get(s->sp, id);
+        if (!env)
+            break;
+        const struct spool_rcpt *r = &env->rcpt[idx[k]];
+        char st[64];
+        snprintf(st, sizeof st, "dsn=%s returned to the sender by the operator", code[k]);
+        log_info("qid=%016" PRIX64 " to=<%s> relay=none delay=%.0f dsn=%s status=bounced "
+                 "(returned to the sender by the operator)",
+                 id, r->addr, (double)(now - env->arrival), code[k]);
+        spool_set_rcpt(s->sp, id, idx[k], SPOOL_RCPT_BOUNCED, r->attempts, 0, st);
+    }
+    free(br);
+    free(idx);
+    free(code);
+    free(diag);
+    sched_maybe_remove(s, id);
+}
+
+/* A delivery of message id ended (its outcome is recorded): when it was the
+   last one, carry out what waited for it. */
+static void busy_end(struct sched *s, spool_id id)
+{
+    struct mctl *m = mctl_find(s, id);
+    if (!m)
+        return;
+    if (m->busy)
+        m->busy--;
+    if (m->busy)
+        return;
+    enum mctl_pending action = m->action;
+    mctl_drop(s, m);
+    switch (action) {
+    case MCTL_REQUEUE:
+        purge_items(s, &id, 1);
+        enqueue_message(s, id);
+        break;
+    case MCTL_DELETE:
+        delete_now(s, id);
+        break;
+    case MCTL_BOUNCE:
+        bounce_now(s, id);
+        break;
+    case MCTL_NONE:
+        break;
+    }
+}
+
+void sched_control(struct sched *s, enum sched_op op, const spool_id *ids, size_t n,
+                   struct sched_op_result *res)
+{
+    static const char *const names[] = {"flushed", "held", "released", "deleted", "bounced"};
+    memset(res, 0, sizeof *res);
+    spool_id *set = xmalloc((n ? n : 1) * sizeof *set);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        spool_id id = ids[i];
+        const struct spool_envelope *env = spool_get(s->sp, id);
+        if (!env) {
+            res->missing++;
+            continue;
+        }
+        struct mctl *m = mctl_find(s, id);
+        bool busy = m && m->busy > 0;
+        if (m && (m->action == MCTL_DELETE || m->action == MCTL_BOUNCE)) {
+            res->busy++; /* already on its way out */
+            continue;
+        }
+        int r = 0;
+        switch (op) {
+        case SCHED_OP_FLUSH:
+            if (env->held) {
+                res->unchanged++;
+                continue;
+            }
+            break;
+        case SCHED_OP_HOLD:
+            if (env->held) {
+                res->unchanged++;
+                continue;
+            }
+            r = spool_set_held(s->sp, id, true);
+            if (r == 0 && m && m->action == MCTL_REQUEUE)
+                m->action = MCTL_NONE;
+            break;
+        case SCHED_OP_RELEASE:
+            if (!env->held) {
+                res->unchanged++;
+                continue;
+            }
+            r = spool_set_held(s->sp, id, false);
+            if (r == 0 && busy) {
+                m->action = MCTL_REQUEUE; /* queued afresh when its deliveries end */
+                res->done++;
+                log_info("qid=%016" PRIX64 " event=released by=operator", id);
+                continue;
+            }
+            break;
+        case SCHED_OP_DELETE:
+        case SCHED_OP_BOUNCE:
+            if (busy) {
+                m->action = op == SCHED_OP_DELETE ? MCTL_DELETE : MCTL_BOUNCE;
+                res->busy++;
+                set[k++] = id; /* its queued items go now */
+                log_info("qid=%016" PRIX64 " event=%s_pending by=operator reason=in_flight", id,
+                         op == SCHED_OP_DELETE ? "delete" : "bounce");
+                continue;
+            }
+            break;
+        }
+        if (r < 0) {
+            log_error("qid=%016" PRIX64 " event=control_failed op=%s error=\"%s\"", id, names[op],
+                      strerror(-r));
+            res->failed++;
+            continue;
+        }
+        set[k++] = id;
+        res->done++;
+        if (op == SCHED_OP_FLUSH || op == SCHED_OP_HOLD || op == SCHED_OP_RELEASE)
+            log_info("qid=%016" PRIX64 " event=%s by=operator", id, names[op]);
+    }
+    qsort(set, k, sizeof *set, cmp_qid);
+    switch (op) {
+    case SCHED_OP_FLUSH:
+        flush_items(s, set, k);
+        break;
+    case SCHED_OP_HOLD:
+        purge_items(s, set, k);
+        break;
+    case SCHED_OP_RELEASE:
+        purge_items(s, set, k);
+        for (size_t i = 0; i < k; i++)
+            enqueue_message(s, set[i]);
+        break;
+    case SCHED_OP_DELETE:
+    case SCHED_OP_BOUNCE:
+        purge_items(s, set, k);
+        for (size_t i = 0; i < k; i++) {
+            if (sched_message_busy(s, set[i]))
+                continue;
+            if (op == SCHED_OP_DELETE)
+                delete_now(s, set[i]);
+            else
+                bounce_now(s, set[i]);
+        }
+        break;
+    }
+    free(set);
+    retry_arm(s);
+    sched_dispatch(s);
+}
+
+int sched_pause(struct sched *s, const char *domain)
+{
+    if (domain_paused(s, domain))
+        return 1;
+    if (s->npaused >= SCHED_PAUSE_MAX)
+        return -ENOSPC;
+    char *d = xstrdup(domain);
+    ascii_lower(d);
+    s->paused = xrealloc(s->paused, (s->npaused + 1) * sizeof *s->paused);
+    s->paused[s->npaused++] = d;
+    log_info("event=domain_paused domain=%s by=operator", d);
+    return 0;
+}
+
+int sched_resume(struct sched *s, const char *domain)
+{
+    size_t i = 0;
+    while (i < s->npaused && !ascii_ieq(s->paused[i], domain))
+        i++;
+    if (i == s->npaused)
+        return 1;
+    log_info("event=domain_resumed domain=%s by=operator", s->paused[i]);
+    free(s->paused[i]);
+    memmove(s->paused + i, s->paused + i + 1, (s->npaused - i - 1) * sizeof *s->paused);
+    s->npaused--;
+    /* parked local items of the domain go back to the ready queue, in order */
+    struct item *back = NULL, **bt = &back;
+    struct item **pp = &s->parked;
+    while (*pp) {
+        struct item *it = *pp;
+        if (ascii_ieq(addr_domain(it->mailbox), domain)) {
+            *pp = it->next;
+            it->next = NULL;
+            *bt = it;
+            bt = &it->next;
+        } else {
+            pp = &it->next;
+        }
+    }
+    while (back) {
+        struct item *it = back;
+        back = it->next;
+        ready_push(s, it);
+    }
+    sched_dispatch(s);
+    return 0;
+}
+
+size_t sched_paused(const struct sched *s, const char *const **domains)
+{
+    *domains = (const char *const *)s->paused;
+    return s->npaused;
 }

@@ -3,7 +3,8 @@
  * recipient-state payloads; see record.h for the layout. Pure: no I/O.
  *
  * Envelope payload (version 2), in order:
- *   u8 version, u8 ret, u8 body, u8 flags (bit 0: SMTPUTF8; others 0),
+ *   u8 version, u8 ret, u8 body, u8 flags (bit 0: SMTPUTF8; bit 1: held by the
+ *   operator; others 0),
  *   i64 arrival, u64 size,
  *   str sender, str envid, str helo, str client_addr, str listener, str auth_user,
  *   str prefix (version 2 only; version 1 envelopes decode with prefix NULL),
@@ -11,6 +12,7 @@
  *   str addr, str orcpt, str dsn_orig, u32 notify, u8 state, u32 attempts,
  *   i64 next_attempt, str status.
  * RCPT payload: u32 idx, u8 state, u32 attempts, i64 next_attempt, str status.
+ * HOLD payload: u8, 1 (held) or 0 (released).
  * A str is a u32 length (0xFFFFFFFF for NULL) and that many octets, no NUL.
  */
 #include "spool/record.h"
@@ -22,6 +24,8 @@
 #include "core/util.h"
 
 #define STR_NULL 0xFFFFFFFFu
+#define ENV_FLAG_SMTPUTF8 0x1u /* envelope flags: SMTPUTF8 was given */
+#define ENV_FLAG_HELD 0x2u     /* envelope flags: held by the operator */
 /* The fewest octets one encoded recipient can take: four strings, the
    integers. Bounds the recipient count before anything is allocated. */
 #define RCPT_MIN_SIZE (4 * 4 + 4 + 1 + 4 + 8)
@@ -73,6 +77,8 @@ size_t record_payload_max(uint8_t type)
         return RECORD_ENVELOPE_MAX;
     case RECORD_RCPT:
         return RCPT_PAYLOAD_MAX;
+    case RECORD_HOLD:
+        return 1;
     default:
         return 0;
     }
@@ -136,6 +142,10 @@ enum record_result record_header_decode(const uint8_t *buf, size_t avail, struct
         break;
     case RECORD_REMOVE:
         if (h->len != 0 || h->offset != 0)
+            return RECORD_BAD_HEADER;
+        break;
+    case RECORD_HOLD:
+        if (h->len != 1 || h->offset != 0)
             return RECORD_BAD_HEADER;
         break;
     default:
@@ -299,7 +309,7 @@ long record_envelope_encode(const struct spool_envelope *env, uint8_t *out, size
     w_u8(&w, RECORD_ENVELOPE_VERSION);
     w_u8(&w, env->ret);
     w_u8(&w, env->body);
-    w_u8(&w, env->smtputf8 ? 1 : 0);
+    w_u8(&w, (uint8_t)((env->smtputf8 ? ENV_FLAG_SMTPUTF8 : 0) | (env->held ? ENV_FLAG_HELD : 0)));
     w_u64(&w, (uint64_t)env->arrival);
     w_u64(&w, env->size);
     w_str(&w, env->sender);
@@ -363,9 +373,11 @@ bool record_envelope_decode(const uint8_t *p, size_t len, struct spool_envelope 
     env->ret = r_u8(&r);
     env->body = r_u8(&r);
     uint8_t flags = r_u8(&r);
-    if (r.bad || version < 1 || version > RECORD_ENVELOPE_VERSION || (flags & ~1u) != 0)
+    if (r.bad || version < 1 || version > RECORD_ENVELOPE_VERSION ||
+        (flags & ~(ENV_FLAG_SMTPUTF8 | ENV_FLAG_HELD)) != 0)
         return false;
-    env->smtputf8 = (flags & 1) != 0;
+    env->smtputf8 = (flags & ENV_FLAG_SMTPUTF8) != 0;
+    env->held = (flags & ENV_FLAG_HELD) != 0;
     env->arrival = (int64_t)r_u64(&r);
     env->size = r_u64(&r);
     env->sender = r_str(&r);
@@ -439,5 +451,15 @@ bool record_rcpt_decode(const uint8_t *p, size_t len, struct record_rcpt *rc)
         memset(rc, 0, sizeof *rc);
         return false;
     }
+    return true;
+}
+
+/* ---- hold ------------------------------------------------------------------ */
+
+bool record_hold_decode(const uint8_t *p, size_t len, bool *held)
+{
+    if (len != 1 || p[0] > 1)
+        return false;
+    *held = p[0] == 1;
     return true;
 }

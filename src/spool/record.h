@@ -15,7 +15,8 @@
  *
  * Payloads: CHUNK holds message data; ENVELOPE an encoded struct
  * spool_envelope (record_envelope_encode) and commits the message; RCPT one
- * recipient's new state (record_rcpt_encode); REMOVE is empty.
+ * recipient's new state (record_rcpt_encode); REMOVE is empty; HOLD one octet,
+ * 1 when the operator holds the message and 0 when he releases it.
  *
  * Decoders accept any bytes: every length and count is checked against the
  * bytes present and against fixed limits before anything is allocated.
@@ -45,6 +46,7 @@ enum record_type {
     RECORD_ENVELOPE = 2, /* commit: the envelope with every recipient's state */
     RECORD_RCPT = 3,     /* one recipient's new state */
     RECORD_REMOVE = 4,   /* the message is finished; payload empty */
+    RECORD_HOLD = 5,     /* held (payload 1) or released (0) by the operator */
 };
 
 /* Result of parsing a record header or a whole record. */
@@ -75,7 +77,7 @@ struct record_rcpt {
 };
 
 /* Largest payload a record of this type may carry; 0 for an unknown type
-   (and for REMOVE, whose payload is empty). */
+   (and for REMOVE, whose payload is empty); 1 for HOLD. */
 size_t record_payload_max(uint8_t type);
 
 /* A short name for a result, for log lines ("ok", "end", "short", ...). */
@@ -130,5 +132,8 @@ long record_rcpt_encode(const struct record_rcpt *r, uint8_t *out, size_t cap);
 
 /* Decode a RCPT payload; r->status points into p. Returns false if invalid. */
 bool record_rcpt_decode(const uint8_t *p, size_t len, struct record_rcpt *r);
+
+/* Decode a HOLD payload: exactly one octet, 0 or 1. Returns false if invalid. */
+bool record_hold_decode(const uint8_t *p, size_t len, bool *held);
 
 #endif

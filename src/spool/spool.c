@@ -50,6 +50,7 @@
 
 #include "core/crc32c.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "spool/record.h"
 
@@ -616,6 +617,7 @@ static void flush_pass(struct spool *sp)
     unlock(sp);
 
     int err = 0;
+    uint64_t t0 = metrics_now_us();
     for (size_t i = 0; i < n; i++) {
         if (fdatasync(list[i]->fd) != 0) {
             err = errno;
@@ -630,6 +632,8 @@ static void flush_pass(struct spool *sp)
     free(list);
     if (n > 0)
         sp->flushes++;
+    if (n > 0)
+        metrics_observe(M_SPOOL_SYNC_SECONDS, metrics_now_us() - t0);
     if (err)
         atomic_store(&sp->sync_failed, true);
     if (target > sp->dpos)
@@ -639,11 +643,13 @@ static void flush_pass(struct spool *sp)
     while (q->head < q->len && q->w[q->head].pos <= target) {
         struct waiter w = q->w[q->head++];
         w.err = err;
-        if (!err)
+        if (!err && w.id != 0)
             sp->commits_flushed++;
         waitq_push(&sp->done, &w);
         moved++;
     }
+    if (moved > 0)
+        metrics_observe(M_SPOOL_COMMIT_BATCH, moved);
     if ((moved > 0 || n > 0) && sp->cfg.wake) {
         unlock(sp);
         sp->cfg.wake(sp->cfg.wake_arg);
@@ -909,6 +915,20 @@ static void rec_apply(struct spool *sp, struct segment *seg, uint64_t off,
         if (m)
             msg_kill(sp, m, 0);
         break;
+    case RECORD_HOLD: {
+        bool held;
+        if (!m || m->state != MSG_LIVE)
+            break;
+        if (!record_hold_decode(payload, h->len, &held)) {
+            log_warn("event=spool_hold_ignored id=%016" PRIX64 " seg=%016" PRIx64 " offset=%" PRIu64
+                     " reason=invalid",
+                     h->id, seg->seq, off);
+            break;
+        }
+        m->env.held = held;
+        cs_touch(&m->cur, seg, total);
+        break;
+    }
     default:
         break;
     }
@@ -1490,6 +1510,34 @@ int spool_remove(struct spool *sp, spool_id id)
     return 0;
 }
 
+int spool_set_held(struct spool *sp, spool_id id, bool held)
+{
+    struct msg *m = msg_find(sp, id);
+    if (!m || m->state != MSG_LIVE)
+        return -ENOENT;
+    uint8_t b = held ? 1 : 0;
+    int r = write_record(sp, RECORD_HOLD, id, 0, &b, 1, &m->cur, NULL, FLUSH_LAZY, NULL);
+    if (r)
+        return r;
+    m->env.held = held;
+    return 0;
+}
+
+void spool_sync(struct spool *sp, spool_commit_cb cb, void *arg)
+{
+    /* A waiter at the current position, with message id 0 (never a queue id:
+       ids count up from the time in microseconds). */
+    struct waiter w = {.id = 0, .cb = cb, .arg = arg};
+    lock(sp);
+    w.pos = sp->wpos;
+    waitq_push(&sp->waiting, &w);
+    if (!sp->flush_req) {
+        sp->flush_req = true;
+        pthread_cond_signal(&sp->cond);
+    }
+    unlock(sp);
+}
+
 static int cmp_id(const void *a, const void *b)
 {
     spool_id x = *(const spool_id *)a, y = *(const spool_id *)b;
@@ -1682,7 +1730,7 @@ void spool_run_completions(struct spool *sp)
     unlock(sp);
     for (size_t i = done.head; i < done.len; i++) {
         struct waiter *w = &done.w[i];
-        if (w->err)
+        if (w->err && w->id != 0)
             commit_failed(sp, w->id, w->err);
         if (w->cb)
             w->cb(w->arg, w->id, w->err);

@@ -54,6 +54,8 @@ struct spool_envelope {
     uint8_t ret;       /* enum smtp_ret */
     uint8_t body;      /* enum smtp_body */
     bool smtputf8;     /* SMTPUTF8 was given */
+    bool held;         /* held by the operator: not delivered until released
+                          (spool_set_held; kept across restarts) */
     char *helo;        /* client's HELO/EHLO name */
     char *client_addr; /* client IP address as text */
     char *listener;    /* "mx", "submission" or "submissions" */
@@ -125,6 +127,20 @@ int spool_set_rcpt(struct spool *sp, spool_id id, size_t idx, enum spool_rcpt_st
 /* Remove a finished message (every recipient final). Its segments are freed
    once nothing live refers to them and the removal is durable. */
 int spool_remove(struct spool *sp, spool_id id);
+
+/*
+ * Hold (held = true) or release a live message: a HOLD record is appended
+ * (durable with the next flush, as a RCPT record) and the in-memory envelope
+ * updated at once. Returns 0 or -errno (-ENOENT: not live).
+ */
+int spool_set_held(struct spool *sp, spool_id id, bool held);
+
+/*
+ * Call cb(arg, 0, error) on the loop thread once everything appended so far
+ * (RCPT, HOLD and REMOVE records included) is on stable storage: the operator
+ * is answered only then. Asks the flusher for a pass at once.
+ */
+void spool_sync(struct spool *sp, spool_commit_cb cb, void *arg);
 
 /* Call fn for every live message, in queue id order. */
 void spool_foreach(struct spool *sp,

@@ -306,6 +306,10 @@ def test_trusted_client_mail_is_signed_and_verifies_at_the_peer(lab, tern):
     assert d.verify(idx=0, dnsfunc=lab.dnsfunc)
     assert d.verify(idx=1, dnsfunc=lab.dnsfunc)
     srv.wait_log(r"event=dkim_signed signatures=2")
+    # the keys were parsed once, at start, not for this message (keycache.c)
+    srv.stop_clean()
+    line = srv.wait_log(r"event=dkim_keycache ")
+    assert re.search(r"hits=2 parsed=2\b", line), line  # parsed: the loading itself
 
 
 def test_submitted_mail_is_signed(lab, tern):

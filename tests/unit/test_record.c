@@ -56,6 +56,7 @@ static void test_round_trip(void **state)
         {RECORD_ENVELOPE, 42, 0, 5000},
         {RECORD_RCPT, 7, 0, 21},
         {RECORD_REMOVE, 9, 0, 0},
+        {RECORD_HOLD, 11, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *buf = make_record(cases[i].type, cases[i].id, cases[i].offset, big, cases[i].len);
@@ -100,7 +101,10 @@ enum edit {
     BAD_MAGIC,
     RESERVED_SET,
     TYPE_ZERO,
-    TYPE_FIVE,
+    TYPE_SIX,
+    LEN_HOLD_TWO,
+    LEN_HOLD_ZERO,
+    OFFSET_ON_HOLD,
     TYPE_FF,
     LEN_CHUNK_TOO_LARGE,
     LEN_ENVELOPE_TOO_LARGE,
@@ -127,7 +131,10 @@ static void test_corruption(void **state)
         {BAD_MAGIC, RECORD_CHUNK, RECORD_BAD_HEADER},
         {RESERVED_SET, RECORD_CHUNK, RECORD_BAD_HEADER},
         {TYPE_ZERO, RECORD_CHUNK, RECORD_BAD_HEADER},
-        {TYPE_FIVE, RECORD_CHUNK, RECORD_BAD_HEADER},
+        {TYPE_SIX, RECORD_CHUNK, RECORD_BAD_HEADER},
+        {LEN_HOLD_TWO, RECORD_HOLD, RECORD_BAD_HEADER},
+        {LEN_HOLD_ZERO, RECORD_HOLD, RECORD_BAD_HEADER},
+        {OFFSET_ON_HOLD, RECORD_HOLD, RECORD_BAD_HEADER},
         {TYPE_FF, RECORD_CHUNK, RECORD_BAD_HEADER},
         {LEN_CHUNK_TOO_LARGE, RECORD_CHUNK, RECORD_BAD_HEADER},
         {LEN_ENVELOPE_TOO_LARGE, RECORD_ENVELOPE, RECORD_BAD_HEADER},
@@ -142,7 +149,9 @@ static void test_corruption(void **state)
     for (size_t i = 0; i < sizeof payload; i++)
         payload[i] = (uint8_t)i;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint32_t len = cases[i].type == RECORD_REMOVE ? 0 : sizeof payload;
+        uint32_t len = cases[i].type == RECORD_REMOVE ? 0
+                       : cases[i].type == RECORD_HOLD ? 1
+                                                      : sizeof payload;
         uint8_t *buf = make_record(cases[i].type, 77, 0, payload, len);
         size_t avail = RECORD_HEADER_SIZE + len;
         switch (cases[i].edit) {
@@ -170,8 +179,21 @@ static void test_corruption(void **state)
             buf[1] = 0;
             reseal(buf, len);
             break;
-        case TYPE_FIVE:
-            buf[1] = 5;
+        case TYPE_SIX:
+            buf[1] = 6;
+            reseal(buf, len);
+            break;
+        case LEN_HOLD_TWO:
+            buf[4] = 2;
+            reseal(buf, 1);
+            avail++;
+            break;
+        case LEN_HOLD_ZERO:
+            buf[4] = 0;
+            reseal(buf, 0);
+            break;
+        case OFFSET_ON_HOLD:
+            buf[16] = 1;
             reseal(buf, len);
             break;
         case TYPE_FF:
@@ -495,7 +517,7 @@ static void test_envelope_malformed(void **state)
             b[OFF_VERSION] = RECORD_ENVELOPE_VERSION + 1;
             break;
         case FLAGS:
-            b[OFF_FLAGS] = 2;
+            b[OFF_FLAGS] = 4; /* bits 0 and 1 are SMTPUTF8 and held */
             break;
         case STRLEN_HUGE:
             put32(b + OFF_SENDER_LEN, 0xFFFFFFFEu);
@@ -581,6 +603,45 @@ static void test_rcpt_malformed(void **state)
     assert_int_equal(record_rcpt_encode(&bad, buf, sizeof buf), -1);
 }
 
+/* HOLD payloads: one octet, 0 or 1; the held flag travels in the envelope's
+   flags octet (bit 1), and other flag bits are refused. */
+static void test_hold(void **state)
+{
+    (void)state;
+    const struct {
+        const char *p;
+        size_t len;
+        bool ok, held;
+    } cases[] = {
+        {"\x01", 1, true, true},   {"\x00", 1, true, false}, {"\x02", 1, false, false},
+        {"\xff", 1, false, false}, {"", 0, false, false},    {"\x01\x00", 2, false, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool held = !cases[i].held;
+        bool ok = record_hold_decode((const uint8_t *)cases[i].p, cases[i].len, &held);
+        if (ok != cases[i].ok)
+            fail_msg("case %zu: decode gave %d", i, ok);
+        if (ok)
+            assert_int_equal(held, cases[i].held);
+    }
+    struct spool_envelope *e = make_env(2, false);
+    for (int h = 0; h < 2; h++) {
+        e->held = h == 1;
+        size_t len;
+        uint8_t *buf = encode(e, &len);
+        assert_int_equal(buf[3], (e->smtputf8 ? 1 : 0) | (h ? 2 : 0));
+        struct spool_envelope d;
+        assert_true(record_envelope_decode(buf, len, &d));
+        assert_int_equal(d.held, e->held);
+        assert_int_equal(d.smtputf8, e->smtputf8);
+        record_envelope_free(&d);
+        buf[3] |= 4; /* an unknown flag */
+        assert_false(record_envelope_decode(buf, len, &d));
+        free(buf);
+    }
+    free_env(e);
+}
+
 static void test_payload_max(void **state)
 {
     (void)state;
@@ -588,6 +649,7 @@ static void test_payload_max(void **state)
     assert_int_equal(record_payload_max(RECORD_ENVELOPE), RECORD_ENVELOPE_MAX);
     assert_true(record_payload_max(RECORD_RCPT) > RECORD_STRING_MAX);
     assert_int_equal(record_payload_max(RECORD_REMOVE), 0);
+    assert_int_equal(record_payload_max(RECORD_HOLD), 1);
     assert_int_equal(record_payload_max(0), 0);
     assert_int_equal(record_payload_max(200), 0);
 }
@@ -638,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_rcpt_round_trip),
         cmocka_unit_test(test_rcpt_malformed),
         cmocka_unit_test(test_payload_max),
+        cmocka_unit_test(test_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -204,6 +204,7 @@ static void assert_env_eq(const struct spool_envelope *a, const struct spool_env
     assert_int_equal(a->ret, b->ret);
     assert_int_equal(a->body, b->body);
     assert_int_equal(a->smtputf8, b->smtputf8);
+    assert_int_equal(a->held, b->held);
     assert_str_eq(a->helo, b->helo);
     assert_str_eq(a->client_addr, b->client_addr);
     assert_str_eq(a->listener, b->listener);
@@ -557,6 +558,61 @@ static void test_rcpt_and_remove_survive(void **state)
     free(data);
 }
 
+static void on_sync(void *arg, spool_id id, int error)
+{
+    int *n = arg;
+    assert_true(id == 0);
+    assert_int_equal(error, 0);
+    (*n)++;
+}
+
+/* Hold and release are HOLD records: durable (spool_sync reports it), kept
+   across a reopen, the last one wins, and they leave other messages alone. */
+static void test_hold_survives(void **state)
+{
+    struct ctx *c = *state;
+    uint8_t *data = content(3000, 21);
+    struct spool_envelope *env = make_env(2, 3000);
+    spool_id a = store(c, data, 3000, 1000, env);
+    spool_id b = store(c, data, 3000, 3000, env);
+    wait_commits(c, 2);
+    assert_false(spool_get(c->sp, a)->held);
+    assert_int_equal(spool_set_held(c->sp, a, true), 0);
+    assert_int_equal(spool_set_held(c->sp, b, true), 0);
+    assert_int_equal(spool_set_held(c->sp, b, false), 0);
+    assert_int_equal(spool_set_held(c->sp, 12345, true), -ENOENT);
+    assert_true(spool_get(c->sp, a)->held);
+    assert_false(spool_get(c->sp, b)->held);
+    int synced = 0;
+    spool_sync(c->sp, on_sync, &synced);
+    int64_t deadline = now_mono_ms() + 10000;
+    while (synced == 0 && now_mono_ms() < deadline)
+        pump(c, 100);
+    assert_int_equal(synced, 1);
+    /* a sync with nothing new to write completes too */
+    spool_sync(c->sp, on_sync, &synced);
+    while (synced == 1 && now_mono_ms() < deadline)
+        pump(c, 100);
+    assert_int_equal(synced, 2);
+    struct spool_stats st;
+    spool_get_stats(c->sp, &st);
+    assert_int_equal(st.commits_flushed, 2); /* syncs are not commits */
+
+    reopen(c);
+    env->held = true;
+    assert_env_eq(spool_get(c->sp, a), env);
+    env->held = false;
+    assert_env_eq(spool_get(c->sp, b), env);
+    assert_body(c->sp, a, data, 3000);
+    assert_int_equal(spool_set_held(c->sp, a, false), 0);
+    assert_int_equal(spool_set_rcpt(c->sp, a, 0, SPOOL_RCPT_DELIVERED, 1, 0, NULL), 0);
+    reopen(c);
+    assert_false(spool_get(c->sp, a)->held);
+    assert_int_equal(spool_get(c->sp, a)->rcpt[0].state, SPOOL_RCPT_DELIVERED);
+    free_env(env);
+    free(data);
+}
+
 static void test_interleaved(void **state)
 {
     struct ctx *c = *state;
@@ -719,6 +775,8 @@ static void test_compaction(void **state)
     assert_int_equal(
         spool_set_rcpt(c->sp, keep, 0, SPOOL_RCPT_DEFERRED, 1, 1700001000, "dsn=4.4.1 try later"),
         0);
+    /* held: the copy forward carries the hold in its envelope */
+    assert_int_equal(spool_set_held(c->sp, keep, true), 0);
     uint64_t first;
     count_segment_files(c->dir, &first);
     /* fill that segment and a few more with messages that then finish */
@@ -750,6 +808,7 @@ static void test_compaction(void **state)
     env->rcpt[0].attempts = 1;
     env->rcpt[0].next_attempt = 1700001000;
     env->rcpt[0].status = xstrdup("dsn=4.4.1 try later");
+    env->held = true;
     assert_env_eq(spool_get(c->sp, keep), env);
     assert_body(c->sp, keep, small, 6000);
     wait_segments(c, 2, 3);
@@ -1029,6 +1088,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_uncommitted_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rcpt_and_remove_survive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_survives, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interleaved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments_freed, setup, teardown),
