@@ -411,6 +411,8 @@ static const struct key_def keys[] = {
      NEW},
     {"idle_timeout", KT_TIME, F(idle_timeout), 300, 1, 3600, NULL, 0, NEW},
     {"session_timeout", KT_TIME, F(session_timeout), 3600, 1, 86400, NULL, 0, NEW},
+    {"min_data_rate", KT_COUNT, F(min_data_rate), 500, 0, 1000000000, NULL, 0, NEW},
+    {"min_data_rate_grace", KT_TIME, F(min_data_rate_grace), 120, 1, 3600, NULL, 0, NEW},
     {"spool_segment_size", KT_SIZE64, F(spool_segment_size), 64 * MIB, 64 * KIB, 16 * GIB, NULL, 0,
      RESTART},
     {"delivery_workers", KT_COUNT, F(delivery_workers), 0, 0, 256, NULL, 0, RESTART},

@@ -102,6 +102,9 @@ struct config {
     size_t max_connections_per_client; /* per client address; default 50 */
     uint32_t idle_timeout;             /* seconds without a command/data; default 300 */
     uint32_t session_timeout;          /* seconds per session in total; default 3600 */
+    size_t min_data_rate;              /* octets/s the content of a message must average;
+                                          0: no minimum; default 500 */
+    uint32_t min_data_rate_grace;      /* seconds of content allowed on top; default 120 */
     /* spool and delivery */
     uint64_t spool_segment_size; /* default 64 MiB */
     size_t delivery_workers;     /* worker threads for Maildir writes; 0 (default) = CPUs + 1 */

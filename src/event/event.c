@@ -55,7 +55,16 @@ struct ev_listener {
     struct evconnlistener *l;
     ev_accept_cb cb;
     void *arg;
+    struct event *resume;   /* re-enables the listener after a pause (out of descriptors) */
+    int64_t logged_ms;      /* when the last accept_error line was written */
+    unsigned long unlogged; /* accept errors since then */
 };
+
+/* How long a listener rests when accept() finds no descriptor (or memory)
+   for a new connection: the connection waits in the backlog meanwhile. */
+#define ACCEPT_PAUSE_MS 100
+/* At most one accept_error line per this many milliseconds. */
+#define ACCEPT_LOG_MS 1000
 
 struct ev_conn {
     struct bufferevent *bev; /* a socket bufferevent, plain or OpenSSL */
@@ -264,10 +273,47 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     el->cb(el->arg, fd, sa, (socklen_t)salen);
 }
 
+/* accept() failed. Out of descriptors or memory, the pending connection
+   stays in the backlog and the listener would fire again at once, spinning
+   the loop and flooding the log: rest a while instead (connections that
+   close free descriptors meanwhile). Logged at most once a second. */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
+    struct ev_listener *el = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    log_warn("event=accept_error error=\"%s\"", evutil_socket_error_to_string(err));
+    bool starved = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+    if (starved) {
+        evconnlistener_disable(l);
+        struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+        evtimer_add(el->resume, &tv);
+    }
+    int64_t now = now_mono_ms();
+    if (el->logged_ms && now - el->logged_ms < ACCEPT_LOG_MS) {
+        el->unlogged++;
+        return;
+    }
+    log_warn("event=accept_error error=\"%s\" repeated=%lu%s", evutil_socket_error_to_string(err),
+             el->unlogged,
+             starved ? " note=\"listener paused: raise the open files limit or "
+                       "lower max_connections\""
+                     : "");
+    el->logged_ms = now;
+    el->unlogged = 0;
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct ev_listener *el = arg;
+    evconnlistener_enable(el->l);
+}
+
+/* The error callback and the pause timer of a new listener. */
+static void listener_setup(struct ev_loop *loop, struct ev_listener *el)
+{
+    evconnlistener_set_error_cb(el->l, on_accept_error);
+    el->resume = evtimer_new(loop->base, on_accept_resume, el);
+    if (!el->resume)
+        panic("evtimer_new failed");
 }
 
 struct ev_listener *ev_listener_new(struct ev_loop *loop, const char *host, const char *port,
@@ -295,7 +341,7 @@ struct ev_listener *ev_listener_new(struct ev_loop *loop, const char *host, cons
         free(el);
         return NULL;
     }
-    evconnlistener_set_error_cb(el->l, on_accept_error);
+    listener_setup(loop, el);
     return el;
 }
 
@@ -321,7 +367,7 @@ struct ev_listener *ev_listener_new_unix(struct ev_loop *loop, const char *path,
         free(el);
         return NULL;
     }
-    evconnlistener_set_error_cb(el->l, on_accept_error);
+    listener_setup(loop, el);
     return el;
 }
 
@@ -330,6 +376,7 @@ void ev_listener_free(struct ev_listener *l)
     if (!l)
         return;
     evconnlistener_free(l->l);
+    event_free(l->resume);
     free(l);
 }
 

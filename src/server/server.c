@@ -4,7 +4,9 @@
  * A connection past max_connections gets "421 4.3.2" and one past
  * max_connections_per_client (counted per client IP address) gets
  * "421 4.7.0", written straight to the socket before it is closed, so a flood
- * costs no session state (DESIGN contract 4).
+ * costs no session state (DESIGN contract 4). Each connection holds a file
+ * descriptor: at start the soft limit on open files is raised to the hard
+ * one, and a limit too low for max_connections is logged.
  *
  * Reload: the server keeps a reference to its current server_conf and gives
  * each session one to the conf it starts with (in the session's list link),
@@ -20,16 +22,21 @@
 #include "server/session.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define CLIENT_BUCKETS 1024
 /* Client addresses and logins whose counters are kept (bounded memory). */
 #define RATE_KEYS 65536
 #define USER_RATE_WINDOW 3600
+/* Descriptors for what is not an inbound connection: listeners, spool
+   segments, the resolver, Maildir files, logs. */
+#define FD_RESERVE 256
 
 /* Connections per client address. */
 struct client_count {
@@ -204,6 +211,30 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
     srv->nsessions++;
 }
 
+/* Raise the soft limit on open files to the hard one (a shell or a service
+   manager often starts at 1024), so that max_connections, not the default
+   limit, decides how many clients are served; warn when even that is short. */
+static void raise_open_files(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur != was)
+        log_info("event=open_files_limit soft=%ju raised_from=%ju", (uintmax_t)rl.rlim_cur,
+                 (uintmax_t)was);
+    uintmax_t need = (uintmax_t)cfg->max_connections + cfg->relay_concurrency + FD_RESERVE;
+    if (rl.rlim_cur != RLIM_INFINITY && (uintmax_t)rl.rlim_cur < need)
+        log_warn("event=open_files_limit soft=%ju hard=%ju need=%ju note=\"raise the hard "
+                 "limit (LimitNOFILE=) or lower max_connections\"",
+                 (uintmax_t)rl.rlim_cur, (uintmax_t)rl.rlim_max, need);
+}
+
 struct server *server_new(const struct server_deps *deps, char *err, size_t errlen)
 {
     struct server *srv = xcalloc(1, sizeof *srv);
@@ -215,6 +246,7 @@ struct server *server_new(const struct server_deps *deps, char *err, size_t errl
     srv->env.deps = &srv->deps;
     srv->env.gone = session_gone;
     const struct config *cfg = srv->deps.cfg;
+    raise_open_files(cfg);
     srv->env.auth_failures = rate_table_new(RATE_KEYS, cfg->auth_failure_window);
     srv->env.user_rates = rate_table_new(RATE_KEYS, USER_RATE_WINDOW);
     srv->listeners = xcalloc(cfg->nlisten, sizeof *srv->listeners);
@@ -291,6 +323,7 @@ void server_set_conf(struct server *srv, struct server_conf *conf)
     srv->deps.cfg = conf->cfg;
     srv->deps.aliases = conf->aliases;
     server_conf_free(old);
+    raise_open_files(conf->cfg); /* max_connections may have grown */
 }
 
 void server_free(struct server *srv)

@@ -20,6 +20,11 @@
  * is refused (554 5.5.0) and the connection closed; BDAT chunks are consumed
  * to their exact size even when refused.
  *
+ * The content of a message must arrive at min_data_rate on average, after a
+ * grace of min_data_rate_grace seconds (Postfix's smtpd_min_data_rate): a
+ * client that drips it octet by octet is cut off with 421 4.4.2 instead of
+ * holding its connection until session_timeout (THREATS #14).
+ *
  * After STARTTLS every octet already buffered is discarded (RFC 3207 §4.2,
  * the CVE-2011-0411 injection) and the session forgets EHLO. Passwords are
  * checked in worker threads; while a check or a commit is in flight the
@@ -129,6 +134,8 @@ struct session {
     const struct aliases *aliases; /* ... and the aliases loaded with it (kept to the end) */
     struct ev_conn *conn;
     struct ev_timer *lifetime; /* session_timeout */
+    struct ev_timer *rate;     /* min_data_rate: checks the content's pace */
+    int64_t content_ms;        /* when the transaction's content started (DATA, first BDAT) */
     enum config_role role;
     enum session_state state;
     char id[20];     /* session id for logs */
@@ -231,6 +238,7 @@ static void log_reject(struct session *s, const char *cmd, const struct smtp_sta
 static void tx_reset(struct session *s)
 {
     struct tx *t = &s->tx;
+    ev_timer_stop(s->rate);
     if (t->has_qid && s->state != SESSION_COMMIT)
         spool_abort(s->env->deps->spool, t->qid);
     for (size_t i = 0; i < t->nrcpt; i++) {
@@ -401,6 +409,47 @@ static void tx_content(struct session *s, const uint8_t *p, size_t n, bool from_
     tx_store(s, p, n);
 }
 
+/* ---- minimum data rate ------------------------------------------------------ */
+
+/* How long the content may have taken so far: the grace, plus one second
+   per min_data_rate octets received (min_data_rate is not 0). */
+static uint64_t rate_allowed_ms(const struct session *s)
+{
+    return (uint64_t)s->cfg->min_data_rate_grace * 1000 +
+           s->tx.content * 1000 / s->cfg->min_data_rate;
+}
+
+/* The content of a transaction starts: its pace is checked from now. */
+static void rate_start(struct session *s)
+{
+    if (s->cfg->min_data_rate == 0)
+        return;
+    s->content_ms = now_mono_ms();
+    ev_timer_start(s->rate, rate_allowed_ms(s));
+}
+
+/* The content's deadline has come: cut the client off if it is behind,
+   else look again at the new deadline the octets since have earned. */
+static void on_rate(void *arg)
+{
+    struct session *s = arg;
+    struct tx *t = &s->tx;
+    if (!t->has_qid || s->dead || s->state == SESSION_COMMIT || s->state == SESSION_CHECK ||
+        s->state == SESSION_CLOSING)
+        return; /* the content is complete: its pace no longer matters */
+    int64_t elapsed = now_mono_ms() - s->content_ms;
+    uint64_t allowed = rate_allowed_ms(s);
+    if (elapsed < 0 || (uint64_t)elapsed < allowed) {
+        ev_timer_start(s->rate, allowed - (uint64_t)(elapsed < 0 ? 0 : elapsed));
+        return;
+    }
+    log_info("sid=%s event=data_rate_limit client=%s octets=%" PRIu64 " duration_ms=%" PRId64
+             " min_data_rate=%zu",
+             s->id, s->client, t->content, elapsed, s->cfg->min_data_rate);
+    tx_reset(s);
+    session_close_with(s, 421, "4.4.2", "Error: data rate too low, closing connection");
+}
+
 /* RFC 3848 protocol names for the Received header's "with" clause. */
 static const char *received_protocol(const struct session *s)
 {
@@ -421,6 +470,7 @@ static void tx_begin_content(struct session *s, bool bdat)
     t->qid = spool_new_id(s->env->deps->spool);
     t->has_qid = true;
     t->bdat = bdat;
+    rate_start(s);
     smtp_data_init(&t->dec, bdat, (enum smtp_newline)s->cfg->bare_newline, s->cfg->max_text_line,
                    s->cfg->max_header_count);
     buf_init(&t->pending, 2 * APPEND_SIZE + 2 * FEED_SIZE + 4096);
@@ -485,6 +535,7 @@ static void tx_commit(struct session *s);
 static void tx_end_content(struct session *s)
 {
     struct tx *t = &s->tx;
+    ev_timer_stop(s->rate);
     const struct smtp_status *st = smtp_data_status(&t->dec);
     if (!st && t->too_big)
         st = &st_too_big;
@@ -1597,6 +1648,7 @@ struct session *session_new(const struct session_env *env, int fd, const struct 
     }
     ev_conn_set_timeout(s->conn, cfg->idle_timeout);
     s->lifetime = ev_timer_new(env->deps->loop, on_lifetime, s);
+    s->rate = ev_timer_new(env->deps->loop, on_rate, s);
     ev_timer_start(s->lifetime, (uint64_t)cfg->session_timeout * 1000);
     s->auth_delay = ev_timer_new(env->deps->loop, auth_delay_done, s);
     log_info("sid=%s event=connect client=%s listener=%s trusted=%s", s->id, s->client,
@@ -1613,6 +1665,7 @@ static void session_free(struct session *s)
     tx_reset(s);
     ev_conn_free(s->conn);
     ev_timer_free(s->lifetime);
+    ev_timer_free(s->rate);
     ev_timer_free(s->auth_delay);
     sasl_free(s->sasl);
     free(s->auth_user);

@@ -117,6 +117,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->max_connections_per_client, 50);
     assert_int_equal(c->idle_timeout, 300);
     assert_int_equal(c->session_timeout, 3600);
+    assert_int_equal(c->min_data_rate, 500);
+    assert_int_equal(c->min_data_rate_grace, 120);
     assert_true(c->spool_segment_size == 64 * MIB);
     assert_int_equal(c->delivery_workers, 0);
     assert_int_equal(c->delivery_concurrency, 64);
@@ -176,6 +178,12 @@ static const struct num_case {
     N("session_timeout = 1d", session_timeout, W32, 86400),
     N("session_timeout = 90m", session_timeout, W32, 5400),
     N("session_timeout = 1", session_timeout, W32, 1),
+    N("min_data_rate = 0", min_data_rate, WSIZE, 0),
+    N("min_data_rate = 1000000000", min_data_rate, WSIZE, 1000000000),
+    N("min_data_rate =", min_data_rate, WSIZE, 500),
+    N("min_data_rate_grace = 3s", min_data_rate_grace, W32, 3),
+    N("min_data_rate_grace = 1h", min_data_rate_grace, W32, 3600),
+    N("min_data_rate_grace =", min_data_rate_grace, W32, 120),
     N("spool_segment_size = 64K", spool_segment_size, W64, 64 * KIB),
     N("spool_segment_size = 16G", spool_segment_size, W64, 16 * GIB),
     N("spool_segment_size = 1M", spool_segment_size, W64, MIB),
@@ -277,6 +285,10 @@ static const struct bad_case {
     {"idle_timeout = 99999999999999999999", "out of range"},
     {"idle_timeout = 9999999999999999999d", "out of range"},
     {"session_timeout = 2d", "out of range (1s to 1d)"},
+    {"min_data_rate = 1000000001", "out of range"},
+    {"min_data_rate = 500K", "is not a number"},
+    {"min_data_rate_grace = 0", "out of range (1s to 1h)"},
+    {"min_data_rate_grace = 2h", "out of range"},
     {"spool_segment_size = 1K", "out of range (64K to 16G)"},
     {"delivery_workers = 257", "out of range"},
     {"delivery_concurrency = 0", "out of range"},
@@ -1205,6 +1217,8 @@ static const struct {
     {"max_connections_per_client", "", "max_connections_per_client = 3"},
     {"idle_timeout", "", "idle_timeout = 1m"},
     {"session_timeout", "", "session_timeout = 2m"},
+    {"min_data_rate", "", "min_data_rate = 0"},
+    {"min_data_rate_grace", "", "min_data_rate_grace = 5s"},
     {"spool_segment_size", "", "spool_segment_size = 1M"},
     {"delivery_workers", "", "delivery_workers = 3"},
     {"delivery_concurrency", "", "delivery_concurrency = 3"},
