@@ -93,6 +93,8 @@ struct daemon {
     struct ev_timer *stop_timer; /* polls for the end of shutdown */
     int64_t stop_deadline;       /* monotonic ms */
     bool stopping;
+    bool failed;                 /* the spool cannot sync: stopping with status 1 */
+    struct ev_timer *fail_timer; /* then ends the process */
     struct tls_server *tls;       /* NULL without tls_cert_file */
     struct userdb *users;         /* NULL without users_file */
     struct sender_login *senders; /* NULL without sender_login_maps */
@@ -246,10 +248,26 @@ static void usage(FILE *f)
           f);
 }
 
+/* The spool cannot sync: stop now (as PostgreSQL does after a failed fsync),
+   once the refusals already queued have gone out; the supervisor restarts
+   Tern, which recovers what was acknowledged from the journal. */
+static void on_fail_timer(void *arg)
+{
+    (void)arg;
+    fatal("event=fatal reason=\"the spool cannot sync\" note=\"stopping; what was "
+          "acknowledged before is in the journal\"");
+}
+
 static void on_spool_wake(void *arg)
 {
     struct daemon *d = arg;
     spool_run_completions(d->spool);
+    if (!d->failed && spool_broken(d->spool)) {
+        d->failed = true;
+        server_shutdown(d->server, NULL, NULL); /* no new connection */
+        d->fail_timer = ev_timer_new(d->loop, on_fail_timer, d);
+        ev_timer_start(d->fail_timer, 200);
+    }
 }
 
 /* Called from the spool's flusher thread. */
@@ -879,6 +897,7 @@ static int cmd_serve(int argc, char **argv)
     dns_resolver_free(d.dns);
     tls_client_free(d.tls_client);
     ev_timer_free(d.stop_timer);
+    ev_timer_free(d.fail_timer);
     ev_timer_free(d.reload_timer);
     ev_async_free(d.spool_wake);
     ev_loop_free(d.loop);

@@ -165,6 +165,7 @@ struct spool {
     bool stop;
     bool flush_req;
     atomic_bool sync_failed; /* a pass failed: the loop rotates (read without mu) */
+    bool broken; /* a sync failed once: nothing is durable any more (mu) */
     uint64_t wpos, dpos;
     struct segment **dirty;
     size_t ndirty, dirtycap;
@@ -634,10 +635,24 @@ static void flush_pass(struct spool *sp)
         sp->flushes++;
     if (n > 0)
         metrics_observe(M_SPOOL_SYNC_SECONDS, metrics_now_us() - t0);
-    if (err)
+    if (err) {
         atomic_store(&sp->sync_failed, true);
-    if (target > sp->dpos)
+        if (!sp->broken)
+            log_error("event=spool_broken note=\"a sync failed: what the journal holds since "
+                      "the last good sync may never reach the disk (the kernel drops the "
+                      "failed pages), so nothing more is acknowledged; restart Tern\"");
+        sp->broken = true;
+    }
+    /* After a failed sync, a later successful one proves nothing about the
+       pages that failed (Linux marks them clean): the durable position stays
+       where the last good pass left it, and every waiter fails, so no 250 and
+       no deletion of an old segment rests on data that may be lost. */
+    if (sp->broken) {
+        err = err ? err : EIO;
+        target = UINT64_MAX;
+    } else if (target > sp->dpos) {
         sp->dpos = target;
+    }
     size_t moved = 0;
     struct waitq *q = &sp->waiting;
     while (q->head < q->len && q->w[q->head].pos <= target) {
@@ -1720,6 +1735,14 @@ static void compact(struct spool *sp)
     }
     free(list);
     compact_schedule(sp);
+}
+
+bool spool_broken(struct spool *sp)
+{
+    lock(sp);
+    bool b = sp->broken;
+    unlock(sp);
+    return b;
 }
 
 void spool_run_completions(struct spool *sp)

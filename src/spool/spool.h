@@ -149,6 +149,10 @@ void spool_foreach(struct spool *sp,
 /* Run the callbacks of commits now durable, free dead segments, and copy live
    messages forward out of mostly-dead segments. Loop thread. */
 void spool_run_completions(struct spool *sp);
+/* A sync failed: nothing appended since the last good sync can be trusted to
+   reach the disk, so the spool fails every commit from then on and the
+   daemon must stop (a restart recovers from the journal). */
+bool spool_broken(struct spool *sp);
 
 /* ---- message data for readers (thread-safe) ----------------------------- */
 struct spool_body;
