@@ -392,6 +392,7 @@ enum key_type {
     KT_DMARCACT,   /* reject | quarantine | record */
     KT_FIELDNAME,  /* a header field name (RFC 5322 ftext); empty: the default */
     KT_MODE,       /* uint32_t file permission bits, octal, at most 0777 */
+    KT_SECCOMPACT, /* kill | errno | log */
 };
 
 struct key_def {
@@ -503,6 +504,11 @@ static const struct key_def keys[] = {
     {"control_max_requests", KT_COUNT, F(control_max_requests), 100000, 10, 100000000, NULL, 0},
     {"control_idle_timeout", KT_TIME, F(control_idle_timeout), 300, 1, 86400, NULL, 0},
     {"sendmail_origin", KT_HOSTNAME, F(sendmail_origin), 0, 0, 0, NULL, 0},
+    /* the sandbox (docs/sandbox.md) */
+    {"sandbox", KT_BOOL, F(sandbox), 1, 0, 0, NULL, 0},
+    {"sandbox_seccomp_action", KT_SECCOMPACT, F(sandbox_seccomp_action), CONFIG_SECCOMP_KILL, 0, 0,
+     NULL, 0},
+    {"sandbox_selftest", KT_BOOL, F(sandbox_selftest), 0, 0, 0, NULL, 0},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -524,6 +530,7 @@ static const char *const otls_names[] = {"may", "none", "encrypt", "verify"};
 static const char *const logformat_names[] = {"text", "json"};
 static const char *const spfaction_names[] = {"record", "reject"};
 static const char *const dmarcact_names[] = {"reject", "quarantine", "record"};
+static const char *const seccompact_names[] = {"kill", "errno", "log"};
 
 /* The names of an enumerated key's values, their count, and how an error lists them. */
 static const char *const *enum_names(enum key_type t, size_t *n, const char **list)
@@ -561,6 +568,10 @@ static const char *const *enum_names(enum key_type t, size_t *n, const char **li
         *n = 3;
         *list = "reject, quarantine, record";
         return dmarcact_names;
+    case KT_SECCOMPACT:
+        *n = 3;
+        *list = "kill, errno, log";
+        return seccompact_names;
     default:
         *n = 4;
         *list = "error, warn, info, debug";
@@ -735,6 +746,7 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
     case KT_DNSPREFER:
     case KT_OTLS:
     case KT_SPFACTION:
+    case KT_SECCOMPACT:
     case KT_DMARCACT:
         *(int *)(void *)f = (int)v;
         break;
@@ -1156,6 +1168,7 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_DNSPREFER:
     case KT_OTLS:
     case KT_SPFACTION:
+    case KT_SECCOMPACT:
     case KT_DMARCACT:
         do_enum(p, k, v, vlen, line);
         break;
@@ -1232,6 +1245,7 @@ static void set_defaults(struct config *cfg)
         case KT_DNSPREFER:
         case KT_OTLS:
         case KT_SPFACTION:
+        case KT_SECCOMPACT:
         case KT_PORT:
         case KT_SIZE64:
         case KT_SIZE:
