@@ -136,13 +136,13 @@ static void test_plan(void **state)
             strcmp(p.v[i].path, "/var/lib/tern/dmarc") != 0)
             fail_msg("%s is writable (%s)", p.v[i].path, p.v[i].why);
     /* no sanitizer paths without the flag */
-    assert_false(has_path(&p, "/proc/self"));
+    assert_false(has_path(&p, "/proc"));
     sandbox_plan_free(&p);
     sandbox_plan_free(&p); /* twice: nothing left to free */
     sandbox_plan_free(NULL);
 
     assert_int_equal(sandbox_plan_build(c, "/etc/tern/tern.conf", SANDBOX_PLAN_SANITIZER, &p), 0);
-    assert_non_null(find(&p, "/proc/self", SANDBOX_READ));
+    assert_non_null(find(&p, "/proc", SANDBOX_READ));
     sandbox_plan_free(&p);
     config_free(c);
 
