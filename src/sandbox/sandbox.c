@@ -119,12 +119,14 @@ static const struct {
     enum sandbox_access access;
     const char *why;
 } system_paths[] = {
-    {"/etc/passwd", SANDBOX_READ, "libc: the control socket's peer names"},
-    {"/etc/group", SANDBOX_READ, "libc: group names"},
-    {"/etc/nsswitch.conf", SANDBOX_READ, "libc: the name service switch"},
-    {"/etc/localtime", SANDBOX_READ, "libc: local time (Date, Received)"},
+    /* /etc as a whole, read-only: passwd and group (the control socket's
+       peers), nsswitch.conf, localtime, ssl/certs (OpenSSL looks CA
+       certificates up while verifying). useradd, vipw and
+       update-ca-certificates replace these files by a rename, which a rule
+       on each file would not follow (Landlock binds a rule to an inode).
+       /etc/shadow stays protected by its permissions once root is dropped. */
+    {"/etc", SANDBOX_READ, "libc and OpenSSL: passwd, group, nsswitch.conf, localtime, ssl"},
     {"/usr/share/zoneinfo", SANDBOX_READ, "libc: the time zone /etc/localtime links to"},
-    {"/etc/ssl", SANDBOX_READ, "OpenSSL: CA certificates looked up while verifying"},
     {"/usr/lib/ssl", SANDBOX_READ, "OpenSSL: its default CA directory (links to /etc/ssl)"},
     {"/usr/share/ca-certificates", SANDBOX_READ, "CA certificates /etc/ssl/certs links to"},
     {"/usr/local/share/ca-certificates", SANDBOX_READ, "local CA certificates"},
@@ -296,8 +298,8 @@ static int ll_add_path(int ruleset, const struct sandbox_path *sp, uint64_t hand
         close(fd);
         return -1;
     }
-    /* A configured file directly in / or /etc: the file alone, not all of it. */
-    if (sp->file && S_ISDIR(st.st_mode) && (same_inode(&st, "/") || same_inode(&st, "/etc"))) {
+    /* A configured file directly in /: the file alone, not all of it. */
+    if (sp->file && S_ISDIR(st.st_mode) && same_inode(&st, "/")) {
         close(fd);
         path = sp->file;
         fd = open(path, O_PATH | O_CLOEXEC);

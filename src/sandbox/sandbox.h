@@ -39,8 +39,8 @@ enum sandbox_access {
 struct sandbox_path {
     char *path;                 /* as configured (relative paths are the working directory's) */
     char *file;                 /* when path is the directory of a configured file: that
-                                   file, covered alone instead when the directory is / or
-                                   /etc; else NULL */
+                                   file, covered alone instead when the directory is /
+                                   (the working directory may be); else NULL */
     enum sandbox_access access; /* what Tern does there */
     const char *why;            /* the configuration key or library that needs it */
 };
@@ -59,7 +59,7 @@ struct sandbox_plan {
  * again while it runs (users_file, sender_login_maps, the TLS pair, ...) are
  * covered by their directory, so that a file replaced by a rename is still
  * readable; sandbox_apply() covers a file alone instead when its directory
- * is / or /etc (replace such a file and Tern must be restarted to read it).
+ * is / (replace such a file and Tern must be restarted to read it).
  * Returns 0 (memory exhaustion panics, as everywhere in Tern).
  */
 int sandbox_plan_build(const struct config *cfg, const char *config_file, unsigned flags,
