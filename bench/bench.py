@@ -598,6 +598,7 @@ max_connections_per_client = 1000
 message_size_limit = 50M
 user_message_rate = 0
 user_recipient_rate = 0
+run_user = root
 dkim_key_dir = {self.keydir}
 """
         if self.tls:

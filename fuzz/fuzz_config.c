@@ -6,8 +6,10 @@
  * configuration that parses is queried (local domains, mailboxes, trusted
  * networks); the aliases are resolved against it, or against a fixed
  * configuration when it did not parse, for a few fixed addresses and for the
- * key of every entry line. Everything allocated is freed, so LeakSanitizer
- * sees any leak.
+ * key of every entry line. A configuration that parses is also copied
+ * (config_dup) and compared with its copy and with the fixed one, and the
+ * fixed one takes its values of the keys that need a restart (the reload
+ * helpers). Everything allocated is freed, so LeakSanitizer sees any leak.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -97,6 +99,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct config *fixed = NULL;
     if (!cfg)
         fixed = config_parse(fixed_text, sizeof fixed_text - 1, "fixed.conf", NULL);
+    if (cfg) {
+        struct config *copy = config_dup(cfg);
+        if (config_diff(cfg, copy, NULL, NULL) != 0)
+            abort();
+        query(copy);
+        struct config *other = config_parse(fixed_text, sizeof fixed_text - 1, "fixed.conf", NULL);
+        config_keep_restart_keys(other, cfg);
+        config_keep_restart_keys(copy, other);
+        if (config_diff(cfg, copy, NULL, NULL) != 0)
+            abort(); /* keeping restart keys of a copy of cfg's restart keys changes nothing */
+        config_free(other);
+        config_free(copy);
+    }
     const struct config *use = cfg ? cfg : fixed;
 
     struct aliases *a = aliases_parse(text + aoff, size - aoff, "fuzz.aliases", &diags);

@@ -20,9 +20,11 @@ build_pkgs=(
 )
 test_pkgs=(
 	python3 python3-pytest python3-pytest-timeout python3-aiosmtpd python3-dnslib python3-dkim python3-spf python3-nacl
+	python3-prometheus-client
 	swaks msmtp openssl dovecot-core dovecot-imapd dovecot-lmtpd postfix git-email
 	clang libclang-rt-14-dev
 	procps iproute2 time
+	man-db groff-base systemd
 )
 
 want=("${build_pkgs[@]}")

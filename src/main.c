@@ -14,12 +14,19 @@
  * tls_selfsigned asks for it), the user store and the sender login map, open
  * the spool (recovering its index), start the delivery and password-check
  * workers and the queue manager, schedule every recovered message, bind the
- * listeners, and run the event loop. SIGHUP reloads the certificate, the user
- * store and the sender login map (a file that fails to load keeps the old
- * one); the user store and the map are also reloaded when their files change.
- * SIGUSR1 reopens the log file (log_target), for logrotate.
- * SIGTERM/SIGINT stop accepting, let transactions in flight finish (up to 10
- * seconds), wait for deliveries in flight, flush the journal and exit 0.
+ * listeners, give the directories it writes to run_user and switch to it when
+ * started as root, and run the event loop.
+ *
+ * SIGHUP reloads the configuration file and the aliases file together: when
+ * either has an error, everything stays as it was; otherwise new sessions use
+ * the new pair while sessions in flight keep theirs (server_conf), and keys
+ * that need a restart keep their running values, each change logged as
+ * reload_ignored. Then it reloads the certificate, the user store and the
+ * sender login map (a file that fails to load keeps the old one); the user
+ * store and the map are also reloaded when their files change. SIGUSR1
+ * reopens the log file (log_target), for logrotate. SIGTERM/SIGINT stop
+ * accepting, let transactions in flight finish (up to 10 seconds), wait for
+ * deliveries in flight, flush the journal and exit 0.
  */
 #include "auth/senderlogin.h"
 #include "auth/userdb.h"
@@ -27,10 +34,13 @@
 #include "deliver/relay.h"
 #include "config/transport.h"
 #include "control/control.h"
+#include "core/metrics.h"
+#include "metrics/listener.h"
 #include "dns/dns.h"
 #include "config/aliases.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "core/priv.h"
 #include "core/util.h"
 #include "event/event.h"
 #include "mailauth/dkim.h"
@@ -46,6 +56,7 @@
 #include "tls/tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -67,8 +78,13 @@
 
 /* Everything `tern serve` runs, owned here. */
 struct daemon {
+    const char *config_file; /* -c FILE, read again on SIGHUP */
+    /* The configuration as loaded at start, for the modules that keep it for
+       their lifetime (spool, scheduler, relay, resolver, workers); its
+       local_domains follow reloads, because the scheduler routes by them. */
     struct config *cfg;
-    struct aliases *aliases;
+    struct server_conf *conf; /* the current configuration and aliases (a reference):
+                                 what new sessions start with and what reloads read */
     struct ev_loop *loop;
     struct ev_async *spool_wake;
     struct spool *spool;
@@ -97,8 +113,19 @@ struct daemon {
     struct dmarc_checker *dmarc;
     struct ev_workers *sign_workers; /* DKIM signatures */
     struct msgauth_ctx mailauth;
-    struct control *control; /* the control socket */
+    struct control *control;          /* the control socket */
+    struct metrics_listener *metrics; /* GET /metrics; NULL without metrics_listen */
+    /* privileges (run_user) */
+    bool drop;               /* switch to run_as once the listeners are bound */
+    struct priv_user run_as; /* run_user, looked up at start */
+    bool made_selfsigned;    /* the self-signed pair was created by this start */
 };
+
+/* The configuration in use now (new sessions, reloads). */
+static const struct config *cur_cfg(const struct daemon *d)
+{
+    return server_conf_config(d->conf);
+}
 
 /* What mail authentication needs: libopendkim, the DKIM key store, the public
    suffix list and the DMARC checker on the resolver. Fatal when one cannot be
@@ -140,12 +167,53 @@ static void start_control(struct daemon *d)
     struct control_deps deps = {.loop = d->loop,
                                 .spool = d->spool,
                                 .sched = d->sched,
-                                .cfg = d->cfg,
-                                .aliases = d->aliases,
+                                .cfg = cur_cfg(d), /* follows reloads */
+                                .aliases = server_conf_aliases(d->conf),
                                 .workers = d->auth_workers};
     d->control = control_new(&deps, err, sizeof err);
     if (!d->control)
         fatal("event=fatal reason=\"cannot create the control socket\" error=\"%s\"", err);
+}
+
+/* The gauges computed when scraped: the queue from the spool's index. */
+static void oldest_arrival(void *arg, spool_id id, const struct spool_envelope *env)
+{
+    int64_t *oldest = arg;
+    (void)id;
+    if (*oldest == 0 || env->arrival < *oldest)
+        *oldest = env->arrival;
+}
+
+static void metrics_refresh(void *arg)
+{
+    struct daemon *d = arg;
+    struct spool_stats st;
+    spool_get_stats(d->spool, &st);
+    int64_t oldest = 0, now = now_real_us() / 1000000;
+    spool_foreach(d->spool, oldest_arrival, &oldest);
+    metrics_set(M_QUEUE_MESSAGES, st.live_messages);
+    metrics_set(M_QUEUE_OLDEST_AGE, oldest && now > oldest ? (uint64_t)(now - oldest) : 0);
+    metrics_set(M_SPOOL_BYTES, st.bytes_on_disk);
+    metrics_set(M_SPOOL_SEGMENTS, st.segments);
+    metrics_set(M_SESSIONS, server_session_count(d->server));
+}
+
+/* The metrics endpoint (src/metrics), when metrics_listen is set: bound
+   as root, like the SMTP listeners. */
+static void start_metrics(struct daemon *d)
+{
+    const char *addr = d->cfg->metrics_listen;
+    if (!addr)
+        return;
+    char host[64], err[512];
+    const char *colon = strrchr(addr, ':');
+    bool v6 = addr[0] == '[';
+    snprintf(host, sizeof host, "%.*s", (int)(colon - addr) - (v6 ? 2 : 0), addr + v6);
+    d->metrics =
+        metrics_listener_new(d->loop, host, colon + 1, metrics_refresh, d, err, sizeof err);
+    if (!d->metrics)
+        fatal("event=fatal reason=\"cannot listen for metrics\" address=%s error=\"%s\"", addr,
+              err);
 }
 
 static void free_mailauth(struct daemon *d)
@@ -225,9 +293,14 @@ static void print_diags(struct config_diags *diags)
 /* (Re)load the user store; at start a failure is fatal, later it keeps the old one. */
 static bool load_users(struct daemon *d, bool initial)
 {
-    const char *file = d->cfg->users_file;
-    if (!file)
+    const char *file = cur_cfg(d)->users_file;
+    if (!file) { /* none (any more): nobody can authenticate */
+        if (d->users && d->server)
+            server_set_users(d->server, NULL, d->senders);
+        userdb_free(d->users);
+        d->users = NULL;
         return true;
+    }
     struct stat st;
     memset(&st, 0, sizeof st);
     stat(file, &st);
@@ -238,6 +311,7 @@ static bool load_users(struct daemon *d, bool initial)
         if (initial)
             fatal("event=fatal reason=\"invalid user store\" file=%s", file);
         log_error("event=reload_failed file=%s note=\"keeping the users loaded before\"", file);
+        d->users_st = st; /* tried: wait for the next change */
         return false;
     }
     d->users_st = st;
@@ -251,9 +325,14 @@ static bool load_users(struct daemon *d, bool initial)
 
 static bool load_senders(struct daemon *d, bool initial)
 {
-    const char *file = d->cfg->sender_login_maps;
-    if (!file)
+    const char *file = cur_cfg(d)->sender_login_maps;
+    if (!file) { /* none (any more): a login owns itself */
+        if (d->senders && d->server)
+            server_set_users(d->server, d->users, NULL);
+        sender_login_free(d->senders);
+        d->senders = NULL;
         return true;
+    }
     struct stat st;
     memset(&st, 0, sizeof st);
     stat(file, &st);
@@ -264,6 +343,7 @@ static bool load_senders(struct daemon *d, bool initial)
         if (initial)
             fatal("event=fatal reason=\"invalid sender login map\" file=%s", file);
         log_error("event=reload_failed file=%s note=\"keeping the map loaded before\"", file);
+        d->senders_st = st; /* tried: wait for the next change */
         return false;
     }
     d->senders_st = st;
@@ -308,7 +388,7 @@ static void load_routes(struct daemon *d)
 
 static bool load_tls(struct daemon *d, bool initial)
 {
-    const struct config *cfg = d->cfg;
+    const struct config *cfg = cur_cfg(d);
     if (!cfg->tls_cert_file)
         return true;
     char err[512];
@@ -320,6 +400,7 @@ static bool load_tls(struct daemon *d, bool initial)
                   err);
         log_info("event=tls_selfsigned hostname=%s cert=%s key=%s", cfg->hostname,
                  cfg->tls_cert_file, cfg->tls_key_file);
+        d->made_selfsigned = true;
     }
     struct tls_server *t = tls_server_new(cfg, err, sizeof err);
     if (!t) {
@@ -343,11 +424,112 @@ static bool load_tls(struct daemon *d, bool initial)
 static void on_reload_timer(void *arg)
 {
     struct daemon *d = arg;
-    if (file_changed(d->cfg->users_file, &d->users_st))
+    if (file_changed(cur_cfg(d)->users_file, &d->users_st))
         load_users(d, false);
-    if (file_changed(d->cfg->sender_login_maps, &d->senders_st))
+    if (file_changed(cur_cfg(d)->sender_login_maps, &d->senders_st))
         load_senders(d, false);
     ev_timer_start(d->reload_timer, RELOAD_CHECK_MS);
+}
+
+/* ---- reloading the configuration (SIGHUP) ------------------------------------ */
+
+/* The errors of a file that failed to load on reload (warnings too). */
+static void log_reload_failure(struct config_diags *diags, const char *file)
+{
+    bool any = false;
+    for (size_t i = 0; i < diags->n; i++) {
+        const struct config_diag *g = &diags->v[i];
+        if (strncmp(g->msg, "warning: ", 9) == 0) {
+            log_warn("event=config_warning file=%s line=%u warning=\"%s\"", g->file, g->line,
+                     g->msg + 9);
+            continue;
+        }
+        log_error("event=reload_failed file=%s line=%u error=\"%s\" note=\"keeping the "
+                  "configuration loaded before\"",
+                  g->file, g->line, g->msg);
+        any = true;
+    }
+    if (!any)
+        log_error("event=reload_failed file=%s line=0 error=\"cannot be loaded\" note=\"keeping "
+                  "the configuration loaded before\"",
+                  file);
+    config_diags_free(diags);
+}
+
+static void log_warnings(struct config_diags *diags)
+{
+    for (size_t i = 0; i < diags->n; i++) {
+        const struct config_diag *g = &diags->v[i];
+        const char *m = strncmp(g->msg, "warning: ", 9) == 0 ? g->msg + 9 : g->msg;
+        log_warn("event=config_warning file=%s line=%u warning=\"%s\"", g->file, g->line, m);
+    }
+    config_diags_free(diags);
+}
+
+static void note_ignored(void *arg, const char *key, enum config_reload how)
+{
+    (void)arg;
+    if (how == CONFIG_RELOAD_RESTART)
+        log_warn("event=reload_ignored key=%s note=\"needs a restart\"", key);
+}
+
+/* The keys a reload changes, as "a,b,c" (cut short when very long). */
+struct key_list {
+    char s[1024];
+    size_t len;
+};
+
+static void note_applied(void *arg, const char *key, enum config_reload how)
+{
+    struct key_list *l = arg;
+    (void)how;
+    size_t klen = strlen(key);
+    if (l->len + klen + 5 >= sizeof l->s) {
+        if (l->len + 4 < sizeof l->s && (l->len < 3 || strcmp(l->s + l->len - 3, "...") != 0))
+            l->len += (size_t)snprintf(l->s + l->len, sizeof l->s - l->len, ",...");
+        return;
+    }
+    l->len += (size_t)snprintf(l->s + l->len, sizeof l->s - l->len, "%s%s", l->len ? "," : "", key);
+}
+
+/* Load the configuration file and its aliases file again. Either failing
+   keeps everything as it was; otherwise new sessions get the new pair and the
+   keys that need a restart keep their running values (logged). */
+static void reload_config(struct daemon *d)
+{
+    struct config_diags diags = {0};
+    struct config *next = config_load(d->config_file, &diags);
+    if (!next) {
+        log_reload_failure(&diags, d->config_file);
+        return;
+    }
+    log_warnings(&diags);
+    struct aliases *aliases = NULL;
+    if (next->aliases_file) {
+        aliases = aliases_load(next->aliases_file, &diags);
+        if (!aliases) {
+            log_reload_failure(&diags, next->aliases_file);
+            config_free(next);
+            return;
+        }
+        log_warnings(&diags);
+    }
+    const struct config *running = cur_cfg(d);
+    config_diff(running, next, note_ignored, NULL);
+    config_keep_restart_keys(next, running);
+    struct key_list changed = {.len = 0};
+    changed.s[0] = '\0';
+    config_diff(running, next, note_applied, &changed);
+
+    struct server_conf *conf = server_conf_new(next, aliases);
+    server_set_conf(d->server, conf);
+    control_set_conf(d->control, next, aliases);
+    server_conf_free(d->conf); /* freed with the last session that started under it */
+    d->conf = conf;
+    config_copy_key(d->cfg, next, "local_domains"); /* the scheduler routes by them */
+    log_set_level((enum log_level)next->log_level);
+    log_info("event=config_reloaded file=%s changed=%s aliases=%zu", d->config_file,
+             changed.len ? changed.s : "none", aliases_count(aliases));
 }
 
 static void on_sighup(void *arg, int signo)
@@ -355,6 +537,7 @@ static void on_sighup(void *arg, int signo)
     struct daemon *d = arg;
     (void)signo;
     log_info("event=reload signal=SIGHUP");
+    reload_config(d);
     load_tls(d, false);
     load_users(d, false);
     load_senders(d, false);
@@ -404,6 +587,159 @@ static void on_signal(void *arg, int signo)
     ev_timer_start(d->stop_timer, 0);
 }
 
+/* ---- privileges: run_user --------------------------------------------------- */
+
+/* Decide at start, before anything is created, whom the server runs as. As
+   root: run_user (fatal when it does not exist), or root itself when run_user
+   is root, with a warning. As another user: no switch, unless run_user names
+   a different existing user, which it must then be able to become. */
+static void privileges_plan(struct daemon *d)
+{
+    const char *name = d->cfg->run_user;
+    char err[256];
+    struct priv_user u = {0};
+    int r = priv_user_lookup(name, &u, err, sizeof err);
+    if (r < 0)
+        fatal("event=fatal reason=\"cannot look up run_user\" run_user=%s error=\"%s\"", name, err);
+    uid_t me = geteuid();
+    if (me == 0) {
+        if (r == 0)
+            fatal("event=fatal reason=\"run_user does not exist\" run_user=%s note=\"create it "
+                  "(useradd --system --no-create-home --shell /usr/sbin/nologin %s), or set "
+                  "run_user = root to keep every privilege\"",
+                  name, name);
+        if (u.uid == 0) {
+            log_warn("event=running_as_root run_user=%s note=\"the server keeps every privilege; "
+                     "meant for containers and tests\"",
+                     name);
+            return;
+        }
+        d->run_as = u;
+        d->drop = true;
+        return;
+    }
+    if (r == 1 && u.uid == me)
+        return; /* already run_user */
+    if (r == 0 || u.uid == 0) {
+        log_info("event=no_privilege_drop uid=%u run_user=%s note=\"not started as root: "
+                 "running as this user\"",
+                 (unsigned)me, name);
+        return;
+    }
+    if (!priv_can_switch())
+        fatal("event=fatal reason=\"cannot switch to run_user\" run_user=%s uid=%u "
+              "note=\"start as root, or set run_user to the user that starts the server\"",
+              name, (unsigned)me);
+    d->run_as = u;
+    d->drop = true;
+}
+
+static void chown_dir(struct daemon *d, const char *key, const char *dir, bool walk_always)
+{
+    struct priv_chown_stats st;
+    char err[512];
+    if (priv_chown_tree(dir, d->run_as.uid, d->run_as.gid, walk_always, &st, err, sizeof err) < 0)
+        fatal("event=fatal reason=\"cannot give %s to run_user\" run_user=%s error=\"%s\"", key,
+              d->run_as.name, err);
+    if (st.changed || st.skipped_links)
+        log_info("event=chown key=%s path=%s user=%s changed=%zu skipped_links=%zu", key, dir,
+                 d->run_as.name, st.changed, st.skipped_links);
+}
+
+static void chown_file(struct daemon *d, const char *file)
+{
+    int fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fchown(fd, d->run_as.uid, d->run_as.gid) != 0)
+        fatal("event=fatal reason=\"cannot give a file to run_user\" file=%s error=\"%s\"", file,
+              strerror(errno));
+    close(fd);
+}
+
+/* The log file, opened as root, is opened again on SIGUSR1 as run_user: give
+   it to run_user when it is root's (a regular file with no other link). */
+static void chown_log_file(struct daemon *d, const char *file)
+{
+    int fd = open(file, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 && st.st_nlink == 1 &&
+        fchownat(fd, "", d->run_as.uid, d->run_as.gid, AT_EMPTY_PATH) != 0)
+        log_warn("event=chown_failed key=log_target file=%s error=\"%s\"", file, strerror(errno));
+    close(fd);
+}
+
+/* Before the switch: give run_user what it writes to. The spool (opened
+   already, but segments come and go) and the DMARC report directory are
+   walked every time; the Maildir tree when its top still belonged to root
+   (afterwards new mail is written by run_user itself). */
+static void privileges_prepare(struct daemon *d)
+{
+    if (!d->drop)
+        return;
+    const struct config *cfg = d->cfg;
+    chown_dir(d, "spool_dir", cfg->spool_dir, true);
+    chown_dir(d, "maildir_root", cfg->maildir_root, false);
+    if (cfg->dmarc_report_dir) {
+        if (mkdir_p(cfg->dmarc_report_dir, 0750) < 0)
+            fatal("event=fatal reason=\"cannot create dmarc_report_dir\" dir=%s error=\"%s\"",
+                  cfg->dmarc_report_dir, strerror(errno));
+        chown_dir(d, "dmarc_report_dir", cfg->dmarc_report_dir, true);
+    }
+    if (d->made_selfsigned) { /* ours: reloads must read it */
+        chown_file(d, cfg->tls_cert_file);
+        chown_file(d, cfg->tls_key_file);
+    }
+    if (cfg->log_target && strchr(cfg->log_target, '/'))
+        chown_log_file(d, cfg->log_target);
+    char err[512];
+    if (d->control &&
+        control_set_owner(d->control, d->run_as.uid, d->run_as.gid, err, sizeof err) < 0)
+        fatal("event=fatal reason=\"cannot give the control socket to run_user\" error=\"%s\"",
+              err);
+}
+
+/* A file SIGHUP reads again that run_user cannot read: say so now. */
+static void check_reloadable(const struct daemon *d, const char *key, const char *file)
+{
+    if (file && access(file, R_OK) != 0)
+        log_warn("event=reload_unreadable key=%s file=%s user=%s error=\"%s\" note=\"SIGHUP "
+                 "cannot reload it\"",
+                 key, file, d->run_as.name, strerror(errno));
+}
+
+/* Become run_user for good (the listeners are bound, the keys read), then
+   check what it must reach. */
+static void privileges_drop(struct daemon *d)
+{
+    if (!d->drop)
+        return;
+    char err[256];
+    if (priv_drop(&d->run_as, err, sizeof err) < 0)
+        fatal("event=fatal reason=\"cannot switch to run_user\" run_user=%s error=\"%s\"",
+              d->run_as.name, err);
+    log_info("event=privileges_dropped user=%s uid=%u gid=%u", d->run_as.name,
+             (unsigned)d->run_as.uid, (unsigned)d->run_as.gid);
+    const struct config *cfg = d->cfg;
+    const char *dirs[][2] = {{"spool_dir", cfg->spool_dir}, {"maildir_root", cfg->maildir_root}};
+    for (size_t i = 0; i < 2; i++)
+        if (access(dirs[i][1], R_OK | W_OK | X_OK) != 0)
+            fatal("event=fatal reason=\"run_user cannot write to %s\" run_user=%s dir=%s "
+                  "error=\"%s\" note=\"each parent directory must be searchable by it\"",
+                  dirs[i][0], d->run_as.name, dirs[i][1], strerror(errno));
+    const struct config *cur = cur_cfg(d);
+    check_reloadable(d, "configuration", d->config_file);
+    check_reloadable(d, "aliases_file", cur->aliases_file);
+    check_reloadable(d, "users_file", cur->users_file);
+    check_reloadable(d, "sender_login_maps", cur->sender_login_maps);
+    check_reloadable(d, "tls_cert_file", cur->tls_cert_file);
+    check_reloadable(d, "tls_key_file", cur->tls_key_file);
+    if (cfg->log_target && strchr(cfg->log_target, '/') && access(cfg->log_target, W_OK) != 0)
+        log_warn("event=reopen_unwritable key=log_target file=%s user=%s error=\"%s\" "
+                 "note=\"SIGUSR1 cannot reopen it\"",
+                 cfg->log_target, d->run_as.name, strerror(errno));
+}
+
 static const char *config_path(int argc, char **argv)
 {
     const char *file = CLI_DEFAULT_CONFIG;
@@ -426,6 +762,7 @@ static int cmd_serve(int argc, char **argv)
 {
     const char *file = config_path(argc, argv);
     struct daemon d = {0};
+    d.config_file = file;
     struct config_diags diags = {0};
     d.cfg = config_load(file, &diags);
     for (size_t i = 0; i < diags.n; i++)
@@ -437,14 +774,19 @@ static int cmd_serve(int argc, char **argv)
     char logerr[512];
     if (log_open(d.cfg->log_target, (enum log_format)d.cfg->log_format, logerr, sizeof logerr) < 0)
         fatal("event=fatal reason=\"cannot open the log\" error=\"%s\"", logerr);
+    struct aliases *aliases = NULL;
     if (d.cfg->aliases_file) {
-        d.aliases = aliases_load(d.cfg->aliases_file, &diags);
+        aliases = aliases_load(d.cfg->aliases_file, &diags);
         for (size_t i = 0; i < diags.n; i++)
             fprintf(stderr, "%s:%u: %s\n", diags.v[i].file, diags.v[i].line, diags.v[i].msg);
         config_diags_free(&diags);
-        if (!d.aliases)
+        if (!aliases)
             fatal("event=fatal reason=\"invalid aliases file\" file=%s", d.cfg->aliases_file);
     }
+    /* sessions get their own copy: reloads replace it, while d.cfg stays with
+       the modules that keep it */
+    d.conf = server_conf_new(config_dup(d.cfg), aliases);
+    privileges_plan(&d);
     signal(SIGPIPE, SIG_IGN);
     load_tls(&d, true);
     load_users(&d, true);
@@ -486,7 +828,6 @@ static int cmd_serve(int argc, char **argv)
     d.relay = relay_new(d.loop, d.dns, d.tls_client, d.cfg, &routes);
     sched_set_relay(d.sched, d.relay);
     sched_set_transports(d.sched, d.transports);
-    spool_foreach(d.spool, queue_message, &d);
     {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         load_mailauth(&d, ncpu > 0 ? (size_t)ncpu : 1);
@@ -495,8 +836,7 @@ static int cmd_serve(int argc, char **argv)
     struct server_deps deps = {.loop = d.loop,
                                .spool = d.spool,
                                .sched = d.sched,
-                               .cfg = d.cfg,
-                               .aliases = d.aliases,
+                               .conf = d.conf,
                                .tls = d.tls,
                                .users = d.users,
                                .senders = d.senders,
@@ -505,7 +845,13 @@ static int cmd_serve(int argc, char **argv)
     d.server = server_new(&deps, err, sizeof err);
     if (!d.server)
         fatal("event=fatal reason=\"cannot listen\" error=\"%s\"", err);
-    start_control(&d);
+    start_control(&d); /* bound as root too: /run/tern is root's */
+    start_metrics(&d);
+    /* listeners bound, keys read: switch to run_user before the first
+       delivery writes a file */
+    privileges_prepare(&d);
+    privileges_drop(&d);
+    spool_foreach(d.spool, queue_message, &d);
     d.stop_timer = ev_timer_new(d.loop, on_stop_timer, &d);
     ev_on_signal(d.loop, SIGTERM, on_signal, &d);
     ev_on_signal(d.loop, SIGINT, on_signal, &d);
@@ -520,6 +866,7 @@ static int cmd_serve(int argc, char **argv)
 
     int rc = ev_loop_run(d.loop);
 
+    metrics_listener_free(d.metrics);
     server_free(d.server);
     free_mailauth(&d);
     ev_workers_free(d.auth_workers);
@@ -539,7 +886,7 @@ static int cmd_serve(int argc, char **argv)
     ev_timer_free(d.reload_timer);
     ev_async_free(d.spool_wake);
     ev_loop_free(d.loop);
-    aliases_free(d.aliases);
+    server_conf_free(d.conf);
     tls_server_free(d.tls);
     userdb_free(d.users);
     sender_login_free(d.senders);

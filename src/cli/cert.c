@@ -45,12 +45,7 @@ static int cert_selfsigned(int argc, char **argv)
     const char *file = CLI_DEFAULT_CONFIG;
     bool force = false;
     int c;
-#ifdef __GLIBC__
-    optind = 0; /* full reset, in case getopt ran before */
-#else
-    optind = 1;
-#endif
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, "+:c:fh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -77,14 +72,9 @@ static int cert_selfsigned(int argc, char **argv)
         return 2;
     }
 
-    struct config_diags diags = {0, NULL};
-    struct config *cfg = config_load(file, &diags);
-    cli_print_diags(&diags);
-    config_diags_free(&diags);
-    if (!cfg) {
-        fprintf(stderr, "%s: configuration has errors\n", file);
+    struct config *cfg = cli_load_config(file);
+    if (!cfg)
         return 1;
-    }
     int rc = 1;
     if (!cfg->tls_cert_file || !cfg->tls_key_file) {
         fprintf(stderr, "%s: tls_cert_file and tls_key_file must say where to write the pair\n",

@@ -29,16 +29,32 @@ void cli_print_diags(const struct config_diags *d)
     }
 }
 
-int cli_check(int argc, char **argv)
+void cli_getopt_reset(void)
 {
-    const char *file = CLI_DEFAULT_CONFIG;
-    int c;
 #ifdef __GLIBC__
     optind = 0; /* full reset, in case getopt ran before */
 #else
     optind = 1;
 #endif
     opterr = 0;
+}
+
+struct config *cli_load_config(const char *file)
+{
+    struct config_diags diags = {0, NULL};
+    struct config *cfg = config_load(file, &diags);
+    cli_print_diags(&diags);
+    config_diags_free(&diags);
+    if (!cfg)
+        fprintf(stderr, "%s: configuration has errors\n", file);
+    return cfg;
+}
+
+int cli_check(int argc, char **argv)
+{
+    const char *file = CLI_DEFAULT_CONFIG;
+    int c;
+    cli_getopt_reset();
     while ((c = getopt(argc, argv, "+:c:h")) != -1) {
         switch (c) {
         case 'c':

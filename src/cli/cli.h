@@ -14,6 +14,14 @@ struct config_diags;
 /* Print diagnostics as "FILE:LINE: message" (or "FILE: message") on stderr. */
 void cli_print_diags(const struct config_diags *d);
 
+/* Make getopt start over (each subcommand parses its own options). */
+void cli_getopt_reset(void);
+
+/* Load file, print its diagnostics, and say "FILE: configuration has
+   errors" when it cannot be used (NULL then). */
+struct config;
+struct config *cli_load_config(const char *file);
+
 /* `tern check [-c FILE]`: validate the configuration and the aliases file it
    names. Exit status 0 when both are valid, 1 on any error, 2 on bad usage. */
 int cli_check(int argc, char **argv);

@@ -65,27 +65,6 @@
     "       tern dkim sign [-c FILE] [-d DOMAIN] < MESSAGE\n"                                      \
     "       tern dkim verify [-c FILE] < MESSAGE\n"
 
-static void reset_getopt(void)
-{
-#ifdef __GLIBC__
-    optind = 0; /* full reset, in case getopt ran before */
-#else
-    optind = 1;
-#endif
-    opterr = 0;
-}
-
-static struct config *load_config(const char *file)
-{
-    struct config_diags diags = {0, NULL};
-    struct config *cfg = config_load(file, &diags);
-    cli_print_diags(&diags);
-    config_diags_free(&diags);
-    if (!cfg)
-        fprintf(stderr, "%s: configuration has errors\n", file);
-    return cfg;
-}
-
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int usage_error(const char *fmt, ...)
@@ -117,7 +96,7 @@ static int dkim_keygen(int argc, char **argv)
     unsigned bits = DKIM_RSA_DEFAULT_BITS;
     bool bits_given = false, force = false;
     int c;
-    reset_getopt();
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, ":c:s:t:b:fh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -180,7 +159,7 @@ static int dkim_keygen(int argc, char **argv)
     if (!dkim_selector_valid(selector))
         return usage_error("\"%s\" is not a valid selector", selector);
 
-    struct config *cfg = load_config(file);
+    struct config *cfg = cli_load_config(file);
     if (!cfg)
         return 1;
     int rc = 1;
@@ -295,7 +274,7 @@ static int dkim_sign_cmd(int argc, char **argv)
     };
     const char *file = CLI_DEFAULT_CONFIG, *domain = NULL;
     int c;
-    reset_getopt();
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, ":c:d:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -315,7 +294,7 @@ static int dkim_sign_cmd(int argc, char **argv)
     }
     if (optind < argc)
         return usage_error("unexpected argument \"%s\"", argv[optind]);
-    struct config *cfg = load_config(file);
+    struct config *cfg = cli_load_config(file);
     if (!cfg)
         return 1;
     int rc = 1;
@@ -423,7 +402,7 @@ static int dkim_verify_cmd(int argc, char **argv)
     };
     const char *file = CLI_DEFAULT_CONFIG;
     int c;
-    reset_getopt();
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, ":c:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -440,7 +419,7 @@ static int dkim_verify_cmd(int argc, char **argv)
     }
     if (optind < argc)
         return usage_error("unexpected argument \"%s\"", argv[optind]);
-    struct config *cfg = load_config(file);
+    struct config *cfg = cli_load_config(file);
     if (!cfg)
         return 1;
     struct verify_run run = {ev_loop_new(), 1};

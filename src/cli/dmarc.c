@@ -164,12 +164,7 @@ int cli_dmarc(int argc, char **argv)
     bool have_roll = false;
     struct dmarc_run run = {NULL, NULL, false, "", 1};
     int c;
-#ifdef __GLIBC__
-    optind = 0;
-#else
-    optind = 1;
-#endif
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, "+:c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -245,14 +240,9 @@ int cli_dmarc(int argc, char **argv)
         req.from_domain = from;
     }
 
-    struct config_diags diags = {0, NULL};
-    struct config *cfg = config_load(file, &diags);
-    cli_print_diags(&diags);
-    config_diags_free(&diags);
-    if (!cfg) {
-        fprintf(stderr, "%s: configuration has errors\n", file);
+    struct config *cfg = cli_load_config(file);
+    if (!cfg)
         return 1;
-    }
     if (run.report && !cfg->dmarc_report_dir) {
         fprintf(stderr, "tern dmarc: --report needs dmarc_report_dir in %s\n", file);
         config_free(cfg);

@@ -190,12 +190,7 @@ int cli_dns(int argc, char **argv)
     const char *file = CLI_DEFAULT_CONFIG;
     bool check = false;
     int c;
-#ifdef __GLIBC__
-    optind = 0;
-#else
-    optind = 1;
-#endif
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, ":c:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -225,14 +220,10 @@ int cli_dns(int argc, char **argv)
         fprintf(stderr, "tern dns: \"%s\" is not a domain name\n" DNS_USAGE, domain);
         return 2;
     }
-    struct config_diags diags = {0, NULL};
-    struct config *cfg = config_load(file, &diags);
-    cli_print_diags(&diags);
-    config_diags_free(&diags);
-    if (!cfg) {
-        fprintf(stderr, "%s: configuration has errors\n", file);
+    struct config *cfg = cli_load_config(file);
+    if (!cfg)
         return 1;
-    }
+    struct config_diags diags = {0, NULL};
     struct dkim_keystore *ks = dkim_keystore_load(cfg->dkim_key_dir, &diags);
     cli_print_diags(&diags);
     config_diags_free(&diags);

@@ -157,12 +157,7 @@ int cli_resolve(int argc, char **argv)
     const char *file = CLI_DEFAULT_CONFIG;
     bool host = false;
     int c;
-#ifdef __GLIBC__
-    optind = 0; /* full reset, in case getopt ran before */
-#else
-    optind = 1;
-#endif
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt(argc, argv, "+:c:Ht:h")) != -1) {
         switch (c) {
         case 'c':
@@ -195,14 +190,9 @@ int cli_resolve(int argc, char **argv)
     }
     const char *name = argv[optind];
 
-    struct config_diags diags = {0, NULL};
-    struct config *cfg = config_load(file, &diags);
-    cli_print_diags(&diags);
-    config_diags_free(&diags);
-    if (!cfg) {
-        fprintf(stderr, "%s: configuration has errors\n", file);
+    struct config *cfg = cli_load_config(file);
+    if (!cfg)
         return 1;
-    }
 
     struct resolve_run run = {ev_loop_new(), 1};
     char err[256] = "";

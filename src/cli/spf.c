@@ -82,12 +82,7 @@ int cli_spf(int argc, char **argv)
     const char *helo = NULL;
     enum spf_identity identity = SPF_IDENTITY_MAILFROM;
     int c;
-#ifdef __GLIBC__
-    optind = 0; /* full reset, in case getopt ran before */
-#else
-    optind = 1;
-#endif
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, "+:c:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -148,14 +143,9 @@ int cli_spf(int argc, char **argv)
     req.sender = sender;
     req.helo = helo;
 
-    struct config_diags diags = {0, NULL};
-    struct config *cfg = config_load(file, &diags);
-    cli_print_diags(&diags);
-    config_diags_free(&diags);
-    if (!cfg) {
-        fprintf(stderr, "%s: configuration has errors\n", file);
+    struct config *cfg = cli_load_config(file);
+    if (!cfg)
         return 1;
-    }
     req.receiver = cfg->hostname;
     req.now = (int64_t)time(NULL);
     req.timeout_ms = cfg->spf_timeout * 1000;

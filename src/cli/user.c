@@ -644,12 +644,7 @@ int cli_user(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-#ifdef __GLIBC__
-    optind = 0; /* full reset, in case getopt ran before */
-#else
-    optind = 1;
-#endif
-    opterr = 0;
+    cli_getopt_reset();
     int c;
     bool password_opts = false;
     while ((c = getopt_long(argc - 1, argv + 1, ":c:f:h", longopts, NULL)) != -1) {
@@ -709,12 +704,8 @@ int cli_user(int argc, char **argv)
     struct config *cfg = NULL;
     const char *file = o.file;
     if (!file) {
-        struct config_diags d = {0, NULL};
-        cfg = config_load(o.config, &d);
-        cli_print_diags(&d);
-        config_diags_free(&d);
+        cfg = cli_load_config(o.config);
         if (!cfg) {
-            fprintf(stderr, "%s: configuration has errors\n", o.config);
             free(o.login);
             return 1;
         }

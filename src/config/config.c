@@ -266,38 +266,6 @@ static bool is_alnum(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* Length of the well-formed UTF-8 sequence of a non-ASCII character at s
-   (no overlong forms, surrogates or code points past U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t len)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second octet */
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (len < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 bool cfg_valid_domain(const char *s, size_t len, bool utf8)
 {
     if (len == 0 || len > 253)
@@ -313,7 +281,7 @@ bool cfg_valid_domain(const char *s, size_t len, bool utf8)
             continue;
         }
         if ((unsigned char)c >= 0x80) {
-            n = utf8 ? utf8_len((const unsigned char *)s + i, len - i) : 0;
+            n = utf8 ? utf8_seq_len((const unsigned char *)s + i, len - i) : 0;
             if (n == 0)
                 return false;
         } else if (c == '-') {
@@ -341,7 +309,7 @@ bool cfg_valid_local(const char *s, size_t len)
             if (s[i - 1] == '.')
                 return false;
         } else if ((unsigned char)c >= 0x80) {
-            size_t n = utf8_len((const unsigned char *)s + i, len - i);
+            size_t n = utf8_seq_len((const unsigned char *)s + i, len - i);
             if (n == 0)
                 return false;
             i += n - 1;
@@ -391,7 +359,9 @@ enum key_type {
     KT_TIME,       /* uint32_t seconds, s/m/h/d suffixes */
     KT_DMARCACT,   /* reject | quarantine | record */
     KT_FIELDNAME,  /* a header field name (RFC 5322 ftext); empty: the default */
+    KT_USERNAME,   /* a system user name; empty: the default (sdef) */
     KT_MODE,       /* uint32_t file permission bits, octal, at most 0777 */
+    KT_HOSTPORT,   /* one numeric host:port ([v6]:port); empty: none (NULL) */
     KT_SECCOMPACT, /* kill | errno | log */
 };
 
@@ -404,111 +374,132 @@ struct key_def {
     uint64_t max;     /* ... */
     const char *sdef; /* default of KT_PATH keys */
     enum config_role role;
+    enum config_reload reload; /* how SIGHUP applies a change (a key that does not
+                                  say needs a restart) */
 };
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024)
 #define GIB (1024ull * 1024 * 1024)
 #define F(field) offsetof(struct config, field)
+/* config_reload, short, for the table */
+#define RESTART CONFIG_RELOAD_RESTART
+#define NEW CONFIG_RELOAD_SESSIONS
+#define NOW CONFIG_RELOAD_AT_ONCE
 
 static const struct key_def keys[] = {
-    {"hostname", KT_HOSTNAME, F(hostname), 0, 0, 0, NULL, 0},
-    {"mx_listen", KT_LISTEN, 0, 0, 0, 0, NULL, ROLE_MX},
-    {"submission_listen", KT_LISTEN, 0, 0, 0, 0, NULL, ROLE_SUBMISSION},
-    {"submissions_listen", KT_LISTEN, 0, 0, 0, 0, NULL, ROLE_SUBMISSIONS},
-    {"local_domains", KT_DOMAINS, F(local_domains), 0, 0, 0, NULL, 0},
-    {"mailboxes", KT_MAILBOXES, F(mailboxes), 0, 0, 0, NULL, 0},
-    {"aliases_file", KT_PATH_OPT, F(aliases_file), 0, 0, 0, NULL, 0},
-    {"maildir_root", KT_PATH, F(maildir_root), 0, 0, 0, "var/mail", 0},
-    {"spool_dir", KT_PATH, F(spool_dir), 0, 0, 0, "var/spool", 0},
-    {"trusted_networks", KT_TRUSTED, 0, 0, 0, 0, NULL, 0},
-    {"mailauth_skip_networks", KT_TRUSTED, 0, 0, 0, 0, NULL, 0},
-    {"bare_newline", KT_NEWLINE, F(bare_newline), SMTP_NEWLINE_REJECT, 0, 0, NULL, 0},
-    {"message_size_limit", KT_SIZE64, F(message_size_limit), 50 * MIB, KIB, 2 * GIB, NULL, 0},
-    {"max_recipients", KT_COUNT, F(max_recipients), 1000, 100, 100000, NULL, 0},
-    {"max_command_line", KT_SIZE, F(max_command_line), 512, 512, 65536, NULL, 0},
-    {"max_text_line", KT_SIZE, F(max_text_line), 1000, 1000, 1000000, NULL, 0},
-    {"max_header_count", KT_COUNT, F(max_header_count), 1000, 50, 100000, NULL, 0},
-    {"max_errors", KT_COUNT, F(max_errors), 20, 1, 10000, NULL, 0},
-    {"max_junk_commands", KT_COUNT, F(max_junk_commands), 100, 1, 100000, NULL, 0},
-    {"max_connections", KT_COUNT, F(max_connections), 1000, 1, 100000, NULL, 0},
-    {"max_connections_per_client", KT_COUNT, F(max_connections_per_client), 50, 1, 100000, NULL, 0},
-    {"idle_timeout", KT_TIME, F(idle_timeout), 300, 1, 3600, NULL, 0},
-    {"session_timeout", KT_TIME, F(session_timeout), 3600, 1, 86400, NULL, 0},
-    {"spool_segment_size", KT_SIZE64, F(spool_segment_size), 64 * MIB, 64 * KIB, 16 * GIB, NULL, 0},
-    {"delivery_workers", KT_COUNT, F(delivery_workers), 0, 0, 256, NULL, 0},
-    {"delivery_concurrency", KT_COUNT, F(delivery_concurrency), 64, 1, 10000, NULL, 0},
-    {"log_level", KT_LOGLEVEL, F(log_level), LOG_LEVEL_INFO, 0, 0, NULL, 0},
-    {"log_format", KT_LOGFORMAT, F(log_format), LOG_FORMAT_TEXT, 0, 0, NULL, 0},
-    {"log_target", KT_LOGTARGET, F(log_target), 0, 0, 0, "stderr", 0},
-    {"tls_cert_file", KT_PATH_OPT, F(tls_cert_file), 0, 0, 0, NULL, 0},
-    {"tls_key_file", KT_PATH_OPT, F(tls_key_file), 0, 0, 0, NULL, 0},
-    {"tls_selfsigned", KT_BOOL, F(tls_selfsigned), 0, 0, 0, NULL, 0},
-    {"tls_min_version", KT_TLSVER, F(tls_min_version), CONFIG_TLS_1_2, 0, 0, NULL, 0},
-    {"tls_ciphers", KT_STRING, F(tls_ciphers), 0, 0, 0, "HIGH:!aNULL:!MD5:!RC4:!3DES", 0},
-    {"tls_ciphersuites", KT_STRING, F(tls_ciphersuites), 0, 0, 0, NULL, 0},
-    {"users_file", KT_PATH_OPT, F(users_file), 0, 0, 0, NULL, 0},
-    {"sender_login_maps", KT_PATH_OPT, F(sender_login_maps), 0, 0, 0, NULL, 0},
-    {"mx_auth", KT_BOOL, F(mx_auth), 0, 0, 0, NULL, 0},
-    {"auth_plaintext_loopback", KT_BOOL, F(auth_plaintext_loopback), 0, 0, 0, NULL, 0},
-    {"auth_workers", KT_COUNT, F(auth_workers), 2, 1, 64, NULL, 0},
-    {"auth_delay_after", KT_COUNT, F(auth_delay_after), 2, 0, 1000, NULL, 0},
-    {"auth_max_failures", KT_COUNT, F(auth_max_failures), 5, 1, 1000, NULL, 0},
-    {"auth_client_max_failures", KT_COUNT, F(auth_client_max_failures), 20, 1, 100000, NULL, 0},
-    {"auth_failure_window", KT_TIME, F(auth_failure_window), 3600, 1, 86400, NULL, 0},
-    {"user_message_rate", KT_COUNT, F(user_message_rate), 1000, 0, 10000000, NULL, 0},
-    {"user_recipient_rate", KT_COUNT, F(user_recipient_rate), 5000, 0, 10000000, NULL, 0},
-    {"dns_forwarders", KT_FORWARDERS, F(dns_forwarders), 0, 0, 0, NULL, 0},
-    {"dns_trust_anchor", KT_PATH_OPT, F(dns_trust_anchor), 0, 0, 0, NULL, 0},
-    {"dns_prefer", KT_DNSPREFER, F(dns_prefer), CONFIG_DNS_PREFER_IPV6, 0, 0, NULL, 0},
-    {"dns_timeout", KT_TIME, F(dns_timeout), 30, 1, 600, NULL, 0},
-    {"outbound_port", KT_PORT, F(outbound_port), 25, 1, 65535, NULL, 0},
-    {"outbound_tls", KT_OTLS, F(outbound_tls), CONFIG_OTLS_MAY, 0, 0, NULL, 0},
-    {"outbound_tls_ca_file", KT_PATH_OPT, F(outbound_tls_ca_file), 0, 0, 0, NULL, 0},
-    {"outbound_connect_timeout", KT_TIME, F(outbound_connect_timeout), 30, 1, 600, NULL, 0},
-    {"outbound_helo_timeout", KT_TIME, F(outbound_helo_timeout), 300, 1, 3600, NULL, 0},
-    {"outbound_mail_timeout", KT_TIME, F(outbound_mail_timeout), 300, 1, 3600, NULL, 0},
-    {"outbound_rcpt_timeout", KT_TIME, F(outbound_rcpt_timeout), 300, 1, 3600, NULL, 0},
-    {"outbound_data_init_timeout", KT_TIME, F(outbound_data_init_timeout), 120, 1, 3600, NULL, 0},
-    {"outbound_data_xfer_timeout", KT_TIME, F(outbound_data_xfer_timeout), 180, 1, 3600, NULL, 0},
-    {"outbound_data_done_timeout", KT_TIME, F(outbound_data_done_timeout), 600, 1, 3600, NULL, 0},
-    {"outbound_chunking", KT_BOOL, F(outbound_chunking), 1, 0, 0, NULL, 0},
-    {"relay_concurrency", KT_COUNT, F(relay_concurrency), 100, 1, 10000, NULL, 0},
-    {"destination_concurrency", KT_COUNT, F(destination_concurrency), 20, 1, 1000, NULL, 0},
-    {"retry_min", KT_TIME, F(retry_min), 300, 1, 86400, NULL, 0},
-    {"retry_max", KT_TIME, F(retry_max), 4 * 3600, 1, 7 * 86400, NULL, 0},
-    {"delay_warning_time", KT_TIME, F(delay_warning_time), 0, 0, 7 * 86400, NULL, 0},
-    {"queue_lifetime", KT_TIME, F(queue_lifetime), 5 * 86400, 1, 100 * 86400, NULL, 0},
-    {"relayhost", KT_STRING, F(relayhost), 0, 0, 0, NULL, 0},
-    {"relayhost_auth_file", KT_PATH_OPT, F(relayhost_auth_file), 0, 0, 0, NULL, 0},
-    {"transport_file", KT_PATH_OPT, F(transport_file), 0, 0, 0, NULL, 0},
-    {"spf_verify", KT_BOOL, F(spf_verify), 1, 0, 0, NULL, 0},
-    {"spf_fail_action", KT_SPFACTION, F(spf_fail_action), CONFIG_SPF_FAIL_RECORD, 0, 0, NULL, 0},
-    {"spf_timeout", KT_TIME, F(spf_timeout), 20, 1, 600, NULL, 0},
-    {"dkim_sign", KT_BOOL, F(dkim_sign), 1, 0, 0, NULL, 0},
-    {"dkim_verify", KT_BOOL, F(dkim_verify), 1, 0, 0, NULL, 0},
-    {"dkim_key_dir", KT_PATH, F(dkim_key_dir), 0, 0, 0, "/etc/tern/dkim", 0},
+    {"hostname", KT_HOSTNAME, F(hostname), 0, 0, 0, NULL, 0, RESTART},
+    {"mx_listen", KT_LISTEN, 0, 0, 0, 0, NULL, ROLE_MX, RESTART},
+    {"submission_listen", KT_LISTEN, 0, 0, 0, 0, NULL, ROLE_SUBMISSION, RESTART},
+    {"submissions_listen", KT_LISTEN, 0, 0, 0, 0, NULL, ROLE_SUBMISSIONS, RESTART},
+    {"local_domains", KT_DOMAINS, F(local_domains), 0, 0, 0, NULL, 0, NEW},
+    {"mailboxes", KT_MAILBOXES, F(mailboxes), 0, 0, 0, NULL, 0, NEW},
+    {"aliases_file", KT_PATH_OPT, F(aliases_file), 0, 0, 0, NULL, 0, NEW},
+    {"maildir_root", KT_PATH, F(maildir_root), 0, 0, 0, "var/mail", 0, RESTART},
+    {"spool_dir", KT_PATH, F(spool_dir), 0, 0, 0, "var/spool", 0, RESTART},
+    {"trusted_networks", KT_TRUSTED, 0, 0, 0, 0, NULL, 0, NEW},
+    {"mailauth_skip_networks", KT_TRUSTED, 0, 0, 0, 0, NULL, 0, NEW},
+    {"bare_newline", KT_NEWLINE, F(bare_newline), SMTP_NEWLINE_REJECT, 0, 0, NULL, 0, NEW},
+    {"message_size_limit", KT_SIZE64, F(message_size_limit), 50 * MIB, KIB, 2 * GIB, NULL, 0, NEW},
+    {"max_recipients", KT_COUNT, F(max_recipients), 1000, 100, 100000, NULL, 0, NEW},
+    {"max_command_line", KT_SIZE, F(max_command_line), 512, 512, 65536, NULL, 0, NEW},
+    {"max_text_line", KT_SIZE, F(max_text_line), 1000, 1000, 1000000, NULL, 0, NEW},
+    {"max_header_count", KT_COUNT, F(max_header_count), 1000, 50, 100000, NULL, 0, NEW},
+    {"max_errors", KT_COUNT, F(max_errors), 20, 1, 10000, NULL, 0, NEW},
+    {"max_junk_commands", KT_COUNT, F(max_junk_commands), 100, 1, 100000, NULL, 0, NEW},
+    {"max_connections", KT_COUNT, F(max_connections), 1000, 1, 100000, NULL, 0, NEW},
+    {"max_connections_per_client", KT_COUNT, F(max_connections_per_client), 50, 1, 100000, NULL, 0,
+     NEW},
+    {"idle_timeout", KT_TIME, F(idle_timeout), 300, 1, 3600, NULL, 0, NEW},
+    {"session_timeout", KT_TIME, F(session_timeout), 3600, 1, 86400, NULL, 0, NEW},
+    {"spool_segment_size", KT_SIZE64, F(spool_segment_size), 64 * MIB, 64 * KIB, 16 * GIB, NULL, 0,
+     RESTART},
+    {"delivery_workers", KT_COUNT, F(delivery_workers), 0, 0, 256, NULL, 0, RESTART},
+    {"delivery_concurrency", KT_COUNT, F(delivery_concurrency), 64, 1, 10000, NULL, 0, RESTART},
+    {"log_level", KT_LOGLEVEL, F(log_level), LOG_LEVEL_INFO, 0, 0, NULL, 0, NOW},
+    {"log_format", KT_LOGFORMAT, F(log_format), LOG_FORMAT_TEXT, 0, 0, NULL, 0, RESTART},
+    {"log_target", KT_LOGTARGET, F(log_target), 0, 0, 0, "stderr", 0, RESTART},
+    {"tls_cert_file", KT_PATH_OPT, F(tls_cert_file), 0, 0, 0, NULL, 0, NEW},
+    {"tls_key_file", KT_PATH_OPT, F(tls_key_file), 0, 0, 0, NULL, 0, NEW},
+    {"tls_selfsigned", KT_BOOL, F(tls_selfsigned), 0, 0, 0, NULL, 0, RESTART},
+    {"tls_min_version", KT_TLSVER, F(tls_min_version), CONFIG_TLS_1_2, 0, 0, NULL, 0, NEW},
+    {"tls_ciphers", KT_STRING, F(tls_ciphers), 0, 0, 0, "HIGH:!aNULL:!MD5:!RC4:!3DES", 0, NEW},
+    {"tls_ciphersuites", KT_STRING, F(tls_ciphersuites), 0, 0, 0, NULL, 0, NEW},
+    {"users_file", KT_PATH_OPT, F(users_file), 0, 0, 0, NULL, 0, NEW},
+    {"sender_login_maps", KT_PATH_OPT, F(sender_login_maps), 0, 0, 0, NULL, 0, NEW},
+    {"mx_auth", KT_BOOL, F(mx_auth), 0, 0, 0, NULL, 0, NEW},
+    {"auth_plaintext_loopback", KT_BOOL, F(auth_plaintext_loopback), 0, 0, 0, NULL, 0, NEW},
+    {"auth_workers", KT_COUNT, F(auth_workers), 2, 1, 64, NULL, 0, RESTART},
+    {"auth_delay_after", KT_COUNT, F(auth_delay_after), 2, 0, 1000, NULL, 0, NEW},
+    {"auth_max_failures", KT_COUNT, F(auth_max_failures), 5, 1, 1000, NULL, 0, NEW},
+    {"auth_client_max_failures", KT_COUNT, F(auth_client_max_failures), 20, 1, 100000, NULL, 0,
+     NEW},
+    {"auth_failure_window", KT_TIME, F(auth_failure_window), 3600, 1, 86400, NULL, 0, RESTART},
+    {"user_message_rate", KT_COUNT, F(user_message_rate), 1000, 0, 10000000, NULL, 0, NEW},
+    {"user_recipient_rate", KT_COUNT, F(user_recipient_rate), 5000, 0, 10000000, NULL, 0, NEW},
+    {"dns_forwarders", KT_FORWARDERS, F(dns_forwarders), 0, 0, 0, NULL, 0, RESTART},
+    {"dns_trust_anchor", KT_PATH_OPT, F(dns_trust_anchor), 0, 0, 0, NULL, 0, RESTART},
+    {"dns_prefer", KT_DNSPREFER, F(dns_prefer), CONFIG_DNS_PREFER_IPV6, 0, 0, NULL, 0, RESTART},
+    {"dns_timeout", KT_TIME, F(dns_timeout), 30, 1, 600, NULL, 0, RESTART},
+    {"outbound_port", KT_PORT, F(outbound_port), 25, 1, 65535, NULL, 0, RESTART},
+    {"outbound_tls", KT_OTLS, F(outbound_tls), CONFIG_OTLS_MAY, 0, 0, NULL, 0, RESTART},
+    {"outbound_tls_ca_file", KT_PATH_OPT, F(outbound_tls_ca_file), 0, 0, 0, NULL, 0, RESTART},
+    {"outbound_connect_timeout", KT_TIME, F(outbound_connect_timeout), 30, 1, 600, NULL, 0,
+     RESTART},
+    {"outbound_helo_timeout", KT_TIME, F(outbound_helo_timeout), 300, 1, 3600, NULL, 0, RESTART},
+    {"outbound_mail_timeout", KT_TIME, F(outbound_mail_timeout), 300, 1, 3600, NULL, 0, RESTART},
+    {"outbound_rcpt_timeout", KT_TIME, F(outbound_rcpt_timeout), 300, 1, 3600, NULL, 0, RESTART},
+    {"outbound_data_init_timeout", KT_TIME, F(outbound_data_init_timeout), 120, 1, 3600, NULL, 0,
+     RESTART},
+    {"outbound_data_xfer_timeout", KT_TIME, F(outbound_data_xfer_timeout), 180, 1, 3600, NULL, 0,
+     RESTART},
+    {"outbound_data_done_timeout", KT_TIME, F(outbound_data_done_timeout), 600, 1, 3600, NULL, 0,
+     RESTART},
+    {"outbound_chunking", KT_BOOL, F(outbound_chunking), 1, 0, 0, NULL, 0, RESTART},
+    {"relay_concurrency", KT_COUNT, F(relay_concurrency), 100, 1, 10000, NULL, 0, RESTART},
+    {"destination_concurrency", KT_COUNT, F(destination_concurrency), 20, 1, 1000, NULL, 0,
+     RESTART},
+    {"retry_min", KT_TIME, F(retry_min), 300, 1, 86400, NULL, 0, RESTART},
+    {"retry_max", KT_TIME, F(retry_max), 4 * 3600, 1, 7 * 86400, NULL, 0, RESTART},
+    {"delay_warning_time", KT_TIME, F(delay_warning_time), 0, 0, 7 * 86400, NULL, 0, RESTART},
+    {"queue_lifetime", KT_TIME, F(queue_lifetime), 5 * 86400, 1, 100 * 86400, NULL, 0, RESTART},
+    {"relayhost", KT_STRING, F(relayhost), 0, 0, 0, NULL, 0, RESTART},
+    {"relayhost_auth_file", KT_PATH_OPT, F(relayhost_auth_file), 0, 0, 0, NULL, 0, RESTART},
+    {"transport_file", KT_PATH_OPT, F(transport_file), 0, 0, 0, NULL, 0, RESTART},
+    {"spf_verify", KT_BOOL, F(spf_verify), 1, 0, 0, NULL, 0, NEW},
+    {"spf_fail_action", KT_SPFACTION, F(spf_fail_action), CONFIG_SPF_FAIL_RECORD, 0, 0, NULL, 0,
+     NEW},
+    {"spf_timeout", KT_TIME, F(spf_timeout), 20, 1, 600, NULL, 0, NEW},
+    {"dkim_sign", KT_BOOL, F(dkim_sign), 1, 0, 0, NULL, 0, NEW},
+    {"dkim_verify", KT_BOOL, F(dkim_verify), 1, 0, 0, NULL, 0, NEW},
+    {"dkim_key_dir", KT_PATH, F(dkim_key_dir), 0, 0, 0, "/etc/tern/dkim", 0, RESTART},
     /* DMARC and Authentication-Results */
-    {"dmarc_verify", KT_BOOL, F(dmarc_verify), 1, 0, 0, NULL, 0},
-    {"dmarc_reject_action", KT_DMARCACT, F(dmarc_reject_action), CONFIG_DMARC_REJECT, 0, 0, NULL,
-     0},
+    {"dmarc_verify", KT_BOOL, F(dmarc_verify), 1, 0, 0, NULL, 0, NEW},
+    {"dmarc_reject_action", KT_DMARCACT, F(dmarc_reject_action), CONFIG_DMARC_REJECT, 0, 0, NULL, 0,
+     NEW},
     {"dmarc_quarantine_header", KT_FIELDNAME, F(dmarc_quarantine_header), 0, 0, 0,
-     "X-Tern-Quarantine", 0},
-    {"dmarc_report_dir", KT_PATH_OPT, F(dmarc_report_dir), 0, 0, 0, NULL, 0},
-    {"authserv_id", KT_HOSTNAME, F(authserv_id), 0, 0, 0, NULL, 0},
+     "X-Tern-Quarantine", 0, NEW},
+    {"dmarc_report_dir", KT_PATH_OPT, F(dmarc_report_dir), 0, 0, 0, NULL, 0, NEW},
+    {"authserv_id", KT_HOSTNAME, F(authserv_id), 0, 0, 0, NULL, 0, NEW},
+    /* process */
+    {"run_user", KT_USERNAME, F(run_user), 0, 0, 0, "tern", 0, RESTART},
     /* the control socket and local submission (docs/control.md) */
-    {"control_socket", KT_PATH, F(control_socket), 0, 0, 0, "/run/tern/control", 0},
-    {"control_group", KT_STRING, F(control_group), 0, 0, 0, NULL, 0},
-    {"control_socket_mode", KT_MODE, F(control_socket_mode), 0660, 0, 0777, NULL, 0},
-    {"control_max_connections", KT_COUNT, F(control_max_connections), 64, 1, 10000, NULL, 0},
-    {"control_max_requests", KT_COUNT, F(control_max_requests), 100000, 10, 100000000, NULL, 0},
-    {"control_idle_timeout", KT_TIME, F(control_idle_timeout), 300, 1, 86400, NULL, 0},
-    {"sendmail_origin", KT_HOSTNAME, F(sendmail_origin), 0, 0, 0, NULL, 0},
-    /* the sandbox (docs/sandbox.md) */
-    {"sandbox", KT_BOOL, F(sandbox), 1, 0, 0, NULL, 0},
+    {"control_socket", KT_PATH, F(control_socket), 0, 0, 0, "/run/tern/control", 0, RESTART},
+    {"control_group", KT_STRING, F(control_group), 0, 0, 0, NULL, 0, RESTART},
+    {"control_socket_mode", KT_MODE, F(control_socket_mode), 0660, 0, 0777, NULL, 0, RESTART},
+    {"control_max_connections", KT_COUNT, F(control_max_connections), 64, 1, 10000, NULL, 0,
+     RESTART},
+    {"control_max_requests", KT_COUNT, F(control_max_requests), 100000, 10, 100000000, NULL, 0,
+     RESTART},
+    {"control_idle_timeout", KT_TIME, F(control_idle_timeout), 300, 1, 86400, NULL, 0, RESTART},
+    {"sendmail_origin", KT_HOSTNAME, F(sendmail_origin), 0, 0, 0, NULL, 0, RESTART},
+    /* the metrics endpoint (docs/metrics.md) */
+    {"metrics_listen", KT_HOSTPORT, F(metrics_listen), 0, 0, 0, NULL, 0, RESTART},
+    /* the sandbox (docs/sandbox.md): applied once at start */
+    {"sandbox", KT_BOOL, F(sandbox), 1, 0, 0, NULL, 0, RESTART},
     {"sandbox_seccomp_action", KT_SECCOMPACT, F(sandbox_seccomp_action), CONFIG_SECCOMP_KILL, 0, 0,
-     NULL, 0},
-    {"sandbox_selftest", KT_BOOL, F(sandbox_selftest), 0, 0, 0, NULL, 0},
+     NULL, 0, RESTART},
+    {"sandbox_selftest", KT_BOOL, F(sandbox_selftest), 0, 0, 0, NULL, 0, RESTART},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1081,6 +1072,17 @@ static bool valid_field_name(const char *s, size_t n)
     return true;
 }
 
+/* A user name as useradd(8) takes it by default (the portable set). */
+static bool valid_user_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 32 || s[0] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return false;
+    return true;
+}
+
 static void config_line(void *arg, const struct cfg_lline *l)
 {
     struct parser *p = arg;
@@ -1157,6 +1159,20 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_PATH_OPT:
         set_string(p->cfg, k, vlen ? xstrndup(v, vlen) : NULL);
         break;
+    case KT_HOSTPORT: {
+        struct listen_item it = {0};
+        if (vlen == 0) {
+            set_string(p->cfg, k, NULL);
+        } else if (parse_listen(p, k, v, vlen, line, &it)) {
+            size_t nlen = strlen(it.host) + strlen(it.port) + 4;
+            char *norm = xmalloc(nlen);
+            snprintf(norm, nlen, it.family == AF_INET6 ? "[%s]:%s" : "%s:%s", it.host, it.port);
+            set_string(p->cfg, k, norm);
+            free(it.host);
+            free(it.port);
+        }
+        break;
+    }
     case KT_STRING:
         set_string(p->cfg, k, vlen ? xstrndup(v, vlen) : k->sdef ? xstrdup(k->sdef) : NULL);
         break;
@@ -1171,6 +1187,18 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_SECCOMPACT:
     case KT_DMARCACT:
         do_enum(p, k, v, vlen, line);
+        break;
+    case KT_USERNAME:
+        if (vlen == 0) {
+            set_string(p->cfg, k, xstrdup(k->sdef));
+        } else if (!valid_user_name(v, vlen)) {
+            cfg_error(&p->dc, line,
+                      "%s: \"%.*s%s\" is not a user name (letters, digits, '.', '_' and '-', "
+                      "not starting with '-', at most 32)",
+                      k->name, CFG_EX(v, vlen));
+        } else {
+            set_string(p->cfg, k, xstrndup(v, vlen));
+        }
         break;
     case KT_LOGTARGET:
         if (vlen == 0)
@@ -1234,6 +1262,7 @@ static void set_defaults(struct config *cfg)
         case KT_STRING:
         case KT_LOGTARGET:
         case KT_FIELDNAME:
+        case KT_USERNAME:
             set_string(cfg, k, k->sdef ? xstrdup(k->sdef) : NULL);
             break;
         case KT_DMARCACT:
@@ -1485,9 +1514,11 @@ void config_free(struct config *cfg)
     free(cfg->dmarc_quarantine_header);
     free(cfg->dmarc_report_dir);
     free(cfg->authserv_id);
+    free(cfg->run_user);
     free(cfg->control_socket);
     free(cfg->control_group);
     free(cfg->sendmail_origin);
+    free(cfg->metrics_listen);
     free(cfg);
 }
 
@@ -1579,4 +1610,250 @@ const char *config_role_name(enum config_role role)
         return "submissions";
     }
     return "unknown";
+}
+
+/* ---------------------------------------------------------------------
+ * Reloading: comparing and copying keys
+ */
+
+size_t config_key_count(void)
+{
+    return NKEYS;
+}
+
+const char *config_key_name(size_t i)
+{
+    return i < NKEYS ? keys[i].name : NULL;
+}
+
+int config_key_reload(const char *key)
+{
+    const struct key_def *k = key ? key_find(key, strlen(key)) : NULL;
+    return k ? (int)k->reload : -1;
+}
+
+static bool is_string_key(enum key_type t)
+{
+    return t == KT_HOSTNAME || t == KT_PATH || t == KT_PATH_OPT || t == KT_STRING ||
+           t == KT_FIELDNAME || t == KT_USERNAME || t == KT_LOGTARGET || t == KT_HOSTPORT;
+}
+
+static bool is_list_key(enum key_type t)
+{
+    return t == KT_DOMAINS || t == KT_MAILBOXES || t == KT_FORWARDERS;
+}
+
+static uint64_t get_number(const struct config *cfg, const struct key_def *k)
+{
+    const char *f = (const char *)cfg + k->off;
+    switch (k->type) {
+    case KT_SIZE64:
+        return *(const uint64_t *)(const void *)f;
+    case KT_SIZE:
+    case KT_COUNT:
+        return *(const size_t *)(const void *)f;
+    case KT_TIME:
+    case KT_PORT:
+    case KT_MODE:
+        return *(const uint32_t *)(const void *)f;
+    case KT_NEWLINE:
+    case KT_LOGLEVEL:
+    case KT_TLSVER:
+    case KT_DNSPREFER:
+    case KT_OTLS:
+    case KT_SPFACTION:
+    case KT_DMARCACT:
+    case KT_SECCOMPACT:
+    case KT_LOGFORMAT:
+        return (uint64_t)(unsigned)*(const int *)(const void *)f;
+    case KT_BOOL:
+        return *(const bool *)(const void *)f;
+    default:
+        return 0;
+    }
+}
+
+/* The field of a string key (NULL when unset). */
+static char **str_field(const struct config *cfg, const struct key_def *k)
+{
+    return (char **)(void *)((char *)(uintptr_t)cfg + k->off);
+}
+
+static struct config_list *list_field(const struct config *cfg, const struct key_def *k)
+{
+    return (struct config_list *)(void *)((char *)(uintptr_t)cfg + k->off);
+}
+
+/* The networks of a KT_TRUSTED key and their count. */
+static struct config_cidr **cidr_field(const struct config *cfg, const struct key_def *k,
+                                       size_t **n)
+{
+    struct config *c = (struct config *)(uintptr_t)cfg;
+    if (strcmp(k->name, "trusted_networks") == 0) {
+        *n = &c->ntrusted;
+        return &c->trusted;
+    }
+    *n = &c->nmailauth_skip;
+    return &c->mailauth_skip;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Is every role-r listener of a also one of b (same address and port)? */
+static bool listen_subset(const struct config *a, const struct config *b, enum config_role r)
+{
+    for (size_t i = 0; i < a->nlisten; i++) {
+        const struct config_listen *x = &a->listen[i];
+        if (x->role != r)
+            continue;
+        unsigned char xa[16], ya[16];
+        int xf = cfg_parse_ip(x->host, strlen(x->host), xa);
+        bool found = false;
+        for (size_t j = 0; j < b->nlisten && !found; j++) {
+            const struct config_listen *y = &b->listen[j];
+            if (y->role != r || strcmp(x->port, y->port) != 0)
+                continue;
+            int yf = cfg_parse_ip(y->host, strlen(y->host), ya);
+            found = xf == yf && (xf ? memcmp(xa, ya, 16) == 0 : strcmp(x->host, y->host) == 0);
+        }
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static bool key_same(const struct config *a, const struct config *b, const struct key_def *k)
+{
+    if (is_string_key(k->type))
+        return str_same(*str_field(a, k), *str_field(b, k));
+    if (is_list_key(k->type)) {
+        const struct config_list *x = list_field(a, k), *y = list_field(b, k);
+        if (x->n != y->n)
+            return false;
+        for (size_t i = 0; i < x->n; i++)
+            if (strcmp(x->v[i], y->v[i]) != 0)
+                return false;
+        return true;
+    }
+    if (k->type == KT_TRUSTED) {
+        size_t *nx, *ny;
+        struct config_cidr **x = cidr_field(a, k, &nx), **y = cidr_field(b, k, &ny);
+        if (*nx != *ny)
+            return false;
+        for (size_t i = 0; i < *nx; i++) {
+            const struct config_cidr *p = &(*x)[i], *q = &(*y)[i];
+            if (p->family != q->family || p->prefix != q->prefix ||
+                memcmp(p->addr, q->addr, sizeof p->addr) != 0)
+                return false;
+        }
+        return true;
+    }
+    if (k->type == KT_LISTEN)
+        return listen_subset(a, b, k->role) && listen_subset(b, a, k->role);
+    return get_number(a, k) == get_number(b, k);
+}
+
+/* Replace dst's role-r listeners by copies of src's, keeping the order of
+   roles that config_parse() gives. */
+static void listen_copy(struct config *dst, const struct config *src, enum config_role r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < dst->nlisten; i++)
+        n += dst->listen[i].role != r;
+    for (size_t i = 0; i < src->nlisten; i++)
+        n += src->listen[i].role == r;
+    struct config_listen *v = xcalloc(n ? n : 1, sizeof *v);
+    size_t k = 0;
+    for (int role = ROLE_MX; role <= ROLE_SUBMISSIONS; role++) {
+        const struct config *from = role == (int)r ? src : dst;
+        for (size_t i = 0; i < from->nlisten; i++) {
+            if ((int)from->listen[i].role != role)
+                continue;
+            v[k].role = (enum config_role)role;
+            v[k].host = xstrdup(from->listen[i].host);
+            v[k].port = xstrdup(from->listen[i].port);
+            k++;
+        }
+    }
+    for (size_t i = 0; i < dst->nlisten; i++) {
+        free(dst->listen[i].host);
+        free(dst->listen[i].port);
+    }
+    free(dst->listen);
+    dst->listen = v;
+    dst->nlisten = k;
+}
+
+static void key_copy(struct config *dst, const struct config *src, const struct key_def *k)
+{
+    if (is_string_key(k->type)) {
+        const char *v = *str_field(src, k);
+        set_string(dst, k, v ? xstrdup(v) : NULL);
+    } else if (is_list_key(k->type)) {
+        const struct config_list *from = list_field(src, k);
+        struct config_list *to = list_field(dst, k);
+        list_free(to);
+        to->v = xcalloc(from->n ? from->n : 1, sizeof *to->v);
+        for (size_t i = 0; i < from->n; i++)
+            to->v[i] = xstrdup(from->v[i]);
+        to->n = from->n;
+    } else if (k->type == KT_TRUSTED) {
+        size_t *nfrom, *nto;
+        struct config_cidr **from = cidr_field(src, k, &nfrom), **to = cidr_field(dst, k, &nto);
+        free(*to);
+        *to = xcalloc(*nfrom ? *nfrom : 1, sizeof **to);
+        if (*nfrom)
+            memcpy(*to, *from, *nfrom * sizeof **to);
+        *nto = *nfrom;
+    } else if (k->type == KT_LISTEN) {
+        listen_copy(dst, src, k->role);
+    } else {
+        set_number(dst, k, get_number(src, k));
+    }
+}
+
+size_t config_diff(const struct config *a, const struct config *b,
+                   void (*fn)(void *arg, const char *key, enum config_reload how), void *arg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (key_same(a, b, &keys[i]))
+            continue;
+        n++;
+        if (fn)
+            fn(arg, keys[i].name, keys[i].reload);
+    }
+    return n;
+}
+
+bool config_copy_key(struct config *dst, const struct config *src, const char *key)
+{
+    const struct key_def *k = key ? key_find(key, strlen(key)) : NULL;
+    if (!k)
+        return false;
+    key_copy(dst, src, k);
+    return true;
+}
+
+void config_keep_restart_keys(struct config *next, const struct config *running)
+{
+    bool follows = next->authserv_id && str_same(next->authserv_id, next->hostname);
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].reload == CONFIG_RELOAD_RESTART)
+            key_copy(next, running, &keys[i]);
+    if (follows && next->hostname && !str_same(next->authserv_id, next->hostname)) {
+        free(next->authserv_id);
+        next->authserv_id = xstrdup(next->hostname);
+    }
+}
+
+struct config *config_dup(const struct config *cfg)
+{
+    struct config *c = xcalloc(1, sizeof *c);
+    for (size_t i = 0; i < NKEYS; i++)
+        key_copy(c, cfg, &keys[i]);
+    return c;
 }

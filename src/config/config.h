@@ -191,6 +191,11 @@ struct config {
     uint32_t control_idle_timeout;  /* seconds a control connection may stay silent; 300 */
     char *sendmail_origin;          /* domain of a local user's default sender and of a
                                        recipient given without one; default hostname */
+    /* the metrics endpoint (docs/metrics.md) */
+    char *metrics_listen; /* "host:port" ("[v6]:port") of GET /metrics; NULL: none */
+    /* process */
+    char *run_user; /* the user `tern serve` switches to once its listeners are bound and its
+                       files open, when started as root; default "tern"; "root" stays root */
     /* the sandbox of `tern serve` (docs/sandbox.md) */
     bool sandbox;               /* Landlock and seccomp once started; default yes */
     int sandbox_seccomp_action; /* enum config_seccomp_action; default kill */
@@ -235,5 +240,37 @@ bool config_is_trusted(const struct config *cfg, const struct sockaddr *sa);
 /* Is it in mailauth_skip_networks? */
 bool config_is_mailauth_skipped(const struct config *cfg, const struct sockaddr *sa);
 const char *config_role_name(enum config_role role);
+
+/*
+ * Reloading (SIGHUP). Each key says how a change of its value takes effect in
+ * a running server; docs/configuration.md ("What SIGHUP applies") lists them.
+ * These helpers are pure: they compare and copy parsed structs.
+ */
+enum config_reload {
+    CONFIG_RELOAD_RESTART = 0, /* read by a module that keeps it from start: needs a restart */
+    CONFIG_RELOAD_SESSIONS,    /* new connections and sessions use the new value; those in
+                                  flight keep the configuration they started with */
+    CONFIG_RELOAD_AT_ONCE,     /* applies to the whole process at once (log_level) */
+};
+
+/* The number of keys, and the name of key i (0 <= i < count), in the order of
+   docs/configuration.md's tables. */
+size_t config_key_count(void);
+const char *config_key_name(size_t i);
+/* How a change of `key` takes effect (enum config_reload), or -1 for no such key. */
+int config_key_reload(const char *key);
+/* Call fn for every key whose value differs between a and b, in key order;
+   returns how many differ. A listener list is compared as a set. */
+size_t config_diff(const struct config *a, const struct config *b,
+                   void (*fn)(void *arg, const char *key, enum config_reload how), void *arg);
+/* Copy the value of `key` from src into dst (a deep copy; dst's old value is
+   freed). False for no such key. */
+bool config_copy_key(struct config *dst, const struct config *src, const char *key);
+/* Give next running's value of every key that needs a restart, so that next
+   describes what the process runs with (an authserv_id that follows hostname
+   by default follows the hostname kept). */
+void config_keep_restart_keys(struct config *next, const struct config *running);
+/* A deep copy of cfg; config_free() releases it. */
+struct config *config_dup(const struct config *cfg);
 
 #endif

@@ -21,6 +21,7 @@
 #include "control/control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <pwd.h>
@@ -1489,6 +1490,25 @@ void control_shutdown(struct control *c)
 size_t control_waiting(const struct control *c)
 {
     return c ? c->nwaiting : 0;
+}
+
+int control_set_owner(struct control *c, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    gid_t g = c->cfg->control_group ? (gid_t)-1 : gid;
+    if (fchownat(AT_FDCWD, c->path, uid, g, AT_SYMLINK_NOFOLLOW) != 0) {
+        snprintf(err, errlen, "%s: chown: %s", c->path, strerror(errno));
+        return -1;
+    }
+    if (!c->cfg->control_group)
+        c->admin_gid = gid;
+    return 0;
+}
+
+void control_set_conf(struct control *c, const struct config *cfg, const struct aliases *aliases)
+{
+    c->cfg = cfg;
+    c->deps.cfg = cfg;
+    c->deps.aliases = aliases;
 }
 
 void control_free(struct control *c)

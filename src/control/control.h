@@ -23,6 +23,7 @@
 #define TERN_CONTROL_CONTROL_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct aliases;
 struct config;
@@ -45,6 +46,15 @@ struct control;
 /* Create the socket (replacing a stale one; refusing one a live server
    answers on) and listen. NULL with err filled on failure. */
 struct control *control_new(const struct control_deps *deps, char *err, size_t errlen);
+/* The server is about to switch to uid:gid (run_user): the socket becomes
+   uid's, and gid's unless control_group is set; without control_group, gid's
+   members are the admins from now on. Called as root, before the switch. 0,
+   or -1 with err filled. */
+int control_set_owner(struct control *c, uid_t uid, gid_t gid, char *err, size_t errlen);
+/* Reload (SIGHUP): requests read from now on use cfg and aliases (the
+   caller's, valid until the next call or control_free); the socket, its mode,
+   group and limits stay as they were created. */
+void control_set_conf(struct control *c, const struct config *cfg, const struct aliases *aliases);
 /* Stop listening and remove the socket; close connections that are not
    waiting for the journal. */
 void control_shutdown(struct control *c);

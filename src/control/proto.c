@@ -5,6 +5,7 @@
  * text sent back), RFC 4648 §4 (base64 of submitted message data).
  */
 #include "control/proto.h"
+#include "core/base64.h"
 
 #include <fnmatch.h>
 #include <inttypes.h>
@@ -582,77 +583,19 @@ json_t *proto_error(const char *text, int code, const char *enh)
 
 /* ---- submission data ---------------------------------------------------- */
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 long proto_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap)
 {
-    if (len % 4 != 0)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)in[i + (size_t)k];
-            if (c == '=' && i + 4 == len && k >= 2) {
-                v[k] = 0;
-                pad++;
-                continue;
-            }
-            if (pad) /* data after padding */
-                return -1;
-            v[k] = b64_value(c);
-            if (v[k] < 0)
-                return -1;
-        }
-        if (pad == 1 && (v[2] & 0x3)) /* non-canonical: bits left over */
-            return -1;
-        if (pad == 2 && (v[1] & 0xF))
-            return -1;
-        uint32_t w =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        size_t n = 3 - (size_t)pad;
-        if (o + n > cap)
-            return -1;
-        out[o++] = (uint8_t)(w >> 16);
-        if (n > 1)
-            out[o++] = (uint8_t)(w >> 8);
-        if (n > 2)
-            out[o++] = (uint8_t)w;
-    }
-    return (long)o;
+    size_t n;
+    return base64_decode(in, len, out, cap, &n) == 0 ? (long)n : -1;
 }
 
 size_t proto_base64_encode(const uint8_t *in, size_t n, char *out)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t w = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            w |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            w |= in[i + 2];
-        out[o++] = tab[w >> 18 & 63];
-        out[o++] = tab[w >> 12 & 63];
-        out[o++] = i + 1 < n ? tab[w >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? tab[w & 63] : '=';
-    }
-    out[o] = '\0';
-    return o;
+    /* the caller sized out for the whole encoding (proto.h) */
+    size_t len = base64_encode(in, n, out, (n + 2) / 3 * 4 + 1);
+    if (n == 0)
+        out[0] = '\0';
+    return len;
 }
 
 bool proto_duration_parse(const char *s, int64_t *out)

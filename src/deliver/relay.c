@@ -24,6 +24,7 @@
 #include "deliver/relay.h"
 #include "auth/sasl.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "dns/dns.h"
 #include "event/event.h"
@@ -1245,6 +1246,7 @@ static void on_close(void *arg)
         char why[256], text[400];
         ev_conn_tls_error(a->conn, why, sizeof why);
         snprintf(text, sizeof text, "TLS handshake failed: %s", why);
+        metrics_inc(M_TLS_HANDSHAKES, METRICS_OUTBOUND, METRICS_FAILED);
         address_failed(a, text);
         return;
     }
@@ -1278,6 +1280,7 @@ static void on_tls_ready(void *arg)
     if (a->finished)
         return;
     a->tls = true;
+    metrics_inc(M_TLS_HANDSHAKES, METRICS_OUTBOUND, METRICS_OK);
     struct ev_tls_info info;
     if (ev_conn_tls_info(a->conn, &info))
         log_info("qid=%016" PRIX64 " event=relay_tls host=%s[%s] version=%s cipher=%s", a->job->id,
@@ -1451,6 +1454,7 @@ static void attempt_begin(void *arg)
     if (rt && rt->kind == ROUTE_MAILDIR)
         panic("relay job for %s on a maildir route (the scheduler delivers those)", a->job->domain);
     a->lmtp = rt && rt->kind == ROUTE_LMTP;
+    a->job->lmtp = a->lmtp;
     pool_key_make(a, a->pool_key, sizeof a->pool_key);
     if (pool_take(a))
         return;

@@ -88,6 +88,7 @@ struct relay_job {
     size_t nrcpt;
     struct relay_rcpt *rcpt;
     char relay_desc[320]; /* out: "host[address]:port" of the last peer, or "none" */
+    bool lmtp;            /* out: the route spoke LMTP */
     void (*done)(void *arg, struct relay_job *job);
     void *arg;
 };

@@ -23,6 +23,7 @@
 #include "dns/dns.h"
 
 #include "config/config.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "dns/mx.h"
 #include "event/event.h"
@@ -580,6 +581,7 @@ static void on_timer(void *arg)
     if (!l->host_only && !l->cached)
         cache_put(l->r, &l->res);
     lookup_unlink(l);
+    metrics_dns_nexthop(l->res.status);
     l->cb(l->arg, &l->res);
     lookup_free(l);
 }
@@ -749,6 +751,7 @@ static void on_query_timer(void *arg)
                    q->ans.name);
     ev_timer_stop(q->timer);
     query_unlink(q);
+    metrics_inc(M_DNS_LOOKUPS, METRICS_DNS_RECORD, q->ans.status);
     q->cb(q->arg, &q->ans);
     ev_timer_free(q->timer);
     ub_resolve_free(q->result);

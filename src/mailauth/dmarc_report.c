@@ -39,37 +39,6 @@ static void jputs(struct jw *w, const char *s)
     jraw(w, s, strlen(s));
 }
 
-/* Length of the well-formed UTF-8 sequence at s, or 0. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 /* A JSON string; NULL is "". */
 static void jstr(struct jw *w, const char *s)
 {
@@ -89,7 +58,7 @@ static void jstr(struct jw *w, const char *s)
             jraw(w, (const char *)p, 1);
             p++;
         } else {
-            size_t n = utf8_seq(p);
+            size_t n = utf8_seq_len(p, strnlen((const char *)p, 4));
             if (n) {
                 jraw(w, (const char *)p, n);
                 p += n;

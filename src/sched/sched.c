@@ -26,6 +26,7 @@
  */
 #include "sched/sched.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "deliver/dsn.h"
 #include "deliver/maildir.h"
@@ -536,6 +537,7 @@ static void deliver_outcome(struct sched *s, struct item *it)
     double delay = (double)(now - env->arrival);
     char status[400];
     if (it->md.error == 0) {
+        metrics_inc(M_DELIVERIES, METRICS_DELIVERY_SENT, METRICS_DEST_LOCAL);
         snprintf(status, sizeof status, "dsn=2.0.0 delivered to maildir");
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DELIVERED, attempts, 0, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=2.0.0 status=sent "
@@ -543,6 +545,7 @@ static void deliver_outcome(struct sched *s, struct item *it)
                  it->id, it->mailbox, delay);
         item_free(it);
     } else if (it->md.permanent) {
+        metrics_inc(M_DELIVERIES, METRICS_DELIVERY_BOUNCED, METRICS_DEST_LOCAL);
         snprintf(status, sizeof status, "dsn=5.3.0 %s", it->md.text);
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_BOUNCED, attempts, 0, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=5.3.0 status=bounced "
@@ -551,6 +554,7 @@ static void deliver_outcome(struct sched *s, struct item *it)
         item_free(it);
     } else {
         uint32_t wait = sched_backoff(attempts, RETRY_MIN, RETRY_MAX);
+        metrics_inc(M_DELIVERIES, METRICS_DELIVERY_DEFERRED, METRICS_DEST_LOCAL);
         snprintf(status, sizeof status, "dsn=4.3.0 %s", it->md.text);
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DEFERRED, attempts, now + wait, status);
         log_info("qid=%016" PRIX64 " to=<%s> relay=maildir delay=%.0f dsn=4.3.0 status=deferred "
@@ -711,6 +715,8 @@ static void relay_done(void *arg, struct relay_job *job)
         }
         log_info("qid=%016" PRIX64 " to=<%s> relay=%s delay=%.0f dsn=%s status=%s (%s)", id,
                  ri->addr[k], job->relay_desc, delay, rc->dsn, word, rc->text);
+        metrics_inc(M_DELIVERIES, metrics_delivery_status(word),
+                    job->lmtp ? METRICS_DEST_LMTP : METRICS_DEST_RELAY);
         env = spool_get(s->sp, id);
     }
     relay_item_free(ri);

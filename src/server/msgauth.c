@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "dns/dmarc.h"
 #include "dns/dns.h"
@@ -155,6 +156,7 @@ static void on_spf(void *arg, const struct spf_result *res)
     m->spf = NULL;
     m->spf_over = true;
     m->spf_res = *res;
+    metrics_inc(M_SPF_RESULTS, res->result, 0);
     log_info("sid=%s event=spf identity=%s domain=%s result=%s mechanism=\"%s\" reason=\"%s\"",
              m->sid, spf_identity_name(res->identity), res->domain[0] ? res->domain : "-",
              spf_result_name(res->result), res->mechanism, res->reason);
@@ -181,6 +183,7 @@ static void on_verified(void *arg, const struct dkim_results *res)
     struct msgauth *m = arg;
     m->dres = *res;
     m->ver_over = true;
+    metrics_inc(M_DKIM_RESULTS, res->summary, 0);
     for (size_t i = 0; i < res->n; i++) {
         const struct dkim_sig_result *r = &res->sigs[i];
         log_info("sid=%s qid=%s event=dkim_verify d=%s s=%s a=%s result=%s%s%s%s", m->sid, m->qid,
@@ -202,6 +205,7 @@ static void on_dmarc(void *arg, const struct dmarc_check_result *r)
     comment[0] = '\0';
     dmarc_check_authres(r, m->dmarc_action, comment, sizeof comment, &ar);
     m->dmarc_status = ar.result;
+    metrics_inc_named(M_DMARC_RESULTS, ar.result);
     snprintf(m->dmarc_from, sizeof m->dmarc_from, "%s", r->from_domain ? r->from_domain : "");
     snprintf(m->dmarc_comment, sizeof m->dmarc_comment, "%s", ar.comment ? comment : "");
     snprintf(m->dmarc_policy_domain, sizeof m->dmarc_policy_domain, "%s",

@@ -5,9 +5,15 @@
  * max_connections_per_client (counted per client IP address) gets
  * "421 4.7.0", written straight to the socket before it is closed, so a flood
  * costs no session state (DESIGN contract 4).
+ *
+ * Reload: the server keeps a reference to its current server_conf and gives
+ * each session one to the conf it starts with (in the session's list link),
+ * dropped when the session is gone; a superseded conf is freed with the last
+ * session that used it.
  */
 #include "server/server.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "event/event.h"
 #include "server/ratelimit.h"
@@ -38,7 +44,14 @@ struct listener {
     enum config_role role;
 };
 
+struct server_conf {
+    unsigned refs;           /* see server.h: creator, server, sessions */
+    struct config *cfg;      /* owned */
+    struct aliases *aliases; /* owned; NULL without aliases_file */
+};
+
 struct server {
+    struct server_conf *conf; /* current; one reference (deps.cfg and deps.aliases are its) */
     struct server_deps deps;
     struct session_env env;
     struct listener *listeners;
@@ -50,6 +63,40 @@ struct server {
     void (*shutdown_done)(void *arg);
     void *shutdown_arg;
 };
+
+struct server_conf *server_conf_new(struct config *cfg, struct aliases *aliases)
+{
+    struct server_conf *c = xcalloc(1, sizeof *c);
+    c->refs = 1;
+    c->cfg = cfg;
+    c->aliases = aliases;
+    return c;
+}
+
+struct server_conf *server_conf_hold(struct server_conf *c)
+{
+    c->refs++;
+    return c;
+}
+
+void server_conf_free(struct server_conf *c)
+{
+    if (!c || --c->refs > 0)
+        return;
+    config_free(c->cfg);
+    aliases_free(c->aliases);
+    free(c);
+}
+
+const struct config *server_conf_config(const struct server_conf *c)
+{
+    return c->cfg;
+}
+
+const struct aliases *server_conf_aliases(const struct server_conf *c)
+{
+    return c->aliases;
+}
 
 static size_t client_hash(const char *s)
 {
@@ -107,6 +154,8 @@ static void session_gone(struct server *srv, struct session *s, const char *clie
         *pp = c->next;
         free(c);
     }
+    server_conf_free(l->conf); /* the session is done with it */
+    l->conf = NULL;
     if (srv->shutting_down && srv->nsessions == 0 && srv->shutdown_done)
         srv->shutdown_done(srv->shutdown_arg);
 }
@@ -119,12 +168,14 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
     char client[64];
     client_addr_text(sa, client, sizeof client);
     if (srv->shutting_down) {
+        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_SHUTDOWN);
         refuse(fd, "421 4.3.2 Service shutting down\r\n");
         return;
     }
     if (srv->nsessions >= cfg->max_connections) {
         log_warn("event=connection_refused client=%s reason=max_connections limit=%zu", client,
                  cfg->max_connections);
+        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_LIMIT);
         refuse(fd, "421 4.3.2 Too many connections, try again later\r\n");
         return;
     }
@@ -132,6 +183,7 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
     if (*pp && (*pp)->n >= cfg->max_connections_per_client) {
         log_warn("event=connection_refused client=%s reason=max_connections_per_client limit=%zu",
                  client, cfg->max_connections_per_client);
+        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_LIMIT);
         refuse(fd, "421 4.7.0 Too many connections from your address, try again later\r\n");
         return;
     }
@@ -140,8 +192,10 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
         snprintf((*pp)->addr, sizeof(*pp)->addr, "%s", client);
     }
     (*pp)->n++;
+    metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_ACCEPTED);
     struct session *s = session_new(&srv->env, fd, sa, salen, l->role, client);
     struct session_link *link = session_link_of(s);
+    link->conf = server_conf_hold(srv->conf); /* session_new took srv->deps.cfg: its config */
     link->prev = NULL;
     link->next = srv->sessions;
     if (srv->sessions)
@@ -154,10 +208,13 @@ struct server *server_new(const struct server_deps *deps, char *err, size_t errl
 {
     struct server *srv = xcalloc(1, sizeof *srv);
     srv->deps = *deps;
+    srv->conf = server_conf_hold(deps->conf);
+    srv->deps.cfg = srv->conf->cfg;
+    srv->deps.aliases = srv->conf->aliases;
     srv->env.srv = srv;
     srv->env.deps = &srv->deps;
     srv->env.gone = session_gone;
-    const struct config *cfg = deps->cfg;
+    const struct config *cfg = srv->deps.cfg;
     srv->env.auth_failures = rate_table_new(RATE_KEYS, cfg->auth_failure_window);
     srv->env.user_rates = rate_table_new(RATE_KEYS, USER_RATE_WINDOW);
     srv->listeners = xcalloc(cfg->nlisten, sizeof *srv->listeners);
@@ -227,6 +284,15 @@ void server_set_users(struct server *srv, const struct userdb *users,
     srv->deps.senders = senders;
 }
 
+void server_set_conf(struct server *srv, struct server_conf *conf)
+{
+    struct server_conf *old = srv->conf;
+    srv->conf = server_conf_hold(conf);
+    srv->deps.cfg = conf->cfg;
+    srv->deps.aliases = conf->aliases;
+    server_conf_free(old);
+}
+
 void server_free(struct server *srv)
 {
     if (!srv)
@@ -243,5 +309,6 @@ void server_free(struct server *srv)
     }
     rate_table_free(srv->env.auth_failures);
     rate_table_free(srv->env.user_rates);
+    server_conf_free(srv->conf);
     free(srv);
 }

@@ -3,6 +3,11 @@
  * connection limits in total and per client address, and the SMTP sessions
  * they start (session.c). Owns every session; sessions call back into the
  * server when they end.
+ *
+ * Reloading: the configuration and the aliases loaded with it form a
+ * server_conf. New connections are checked against the current one and new
+ * sessions start with it; each session keeps the one it started with until it
+ * ends, so a reload never changes the rules in the middle of a session.
  */
 #ifndef TERN_SERVER_SERVER_H
 #define TERN_SERVER_SERVER_H
@@ -22,11 +27,31 @@ struct tls_server;
 struct userdb;
 struct sender_login;
 
-/* What the server works with; all owned by the caller and outliving the server. */
+/*
+ * A configuration and the aliases file loaded with it (NULL: none), shared by
+ * the sessions that started under them. Reference-counted, loop thread only:
+ * whoever created it holds one reference; the server holds one to its current
+ * conf, and each session one to the conf it started with.
+ */
+struct server_conf;
+/* One reference (the caller's); the conf takes ownership of cfg and aliases. */
+struct server_conf *server_conf_new(struct config *cfg, struct aliases *aliases);
+/* Another reference to c. */
+struct server_conf *server_conf_hold(struct server_conf *c);
+/* Drop a reference; the last one frees the configuration and the aliases.
+   NULL does nothing. */
+void server_conf_free(struct server_conf *c);
+const struct config *server_conf_config(const struct server_conf *c);
+const struct aliases *server_conf_aliases(const struct server_conf *c);
+
+/* What the server works with; all owned by the caller and outliving the
+   server, except conf, of which the server takes a reference. */
 struct server_deps {
     struct ev_loop *loop;
     struct spool *spool;
     struct sched *sched;
+    struct server_conf *conf; /* the configuration sessions start with */
+    /* set by the server from its current conf (the caller leaves them NULL): */
     const struct config *cfg;
     const struct aliases *aliases;
     struct tls_server *tls;             /* NULL: no TLS (no STARTTLS, no submissions) */
@@ -50,6 +75,10 @@ size_t server_session_count(const struct server *srv);
 void server_set_tls(struct server *srv, struct tls_server *tls);
 void server_set_users(struct server *srv, const struct userdb *users,
                       const struct sender_login *senders);
+/* Reload: new connections and sessions use conf from now on (the server takes
+   a reference and drops its one to the conf before); sessions in flight keep
+   theirs. The listeners stay as they are. */
+void server_set_conf(struct server *srv, struct server_conf *conf);
 /* Free the server; sessions must be gone. NULL does nothing. */
 void server_free(struct server *srv);
 

@@ -36,6 +36,7 @@
 #include "auth/userdb.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "event/event.h"
 #include "sched/sched.h"
@@ -124,7 +125,8 @@ struct tx {
 struct session {
     struct session_link link; /* must be first: the server's list */
     const struct session_env *env;
-    const struct config *cfg;
+    const struct config *cfg;      /* the configuration this session started with */
+    const struct aliases *aliases; /* ... and the aliases loaded with it (kept to the end) */
     struct ev_conn *conn;
     struct ev_timer *lifetime; /* session_timeout */
     enum config_role role;
@@ -199,6 +201,7 @@ static void reply(struct session *s, int code, const char *enh, const char *fmt,
     ev_conn_write(s->conn, out, n);
     if (code >= 400 && code != 421)
         s->errors++;
+    metrics_reply(s->role, code, enh);
     log_debug("sid=%s event=reply reply=\"%d %s %s\"", s->id, code, enh ? enh : "", text);
 }
 
@@ -591,6 +594,7 @@ static void session_committed(void *arg, spool_id id, int error)
         if (!s->dead)
             reply(s, 250, "2.0.0", "Ok: queued as %016" PRIX64, id);
         s->messages++;
+        metrics_inc(M_MESSAGES_ACCEPTED, s->role, 0);
         s->junk = 0;
         sched_message_queued(s->env->deps->sched, id);
     }
@@ -898,8 +902,7 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     char *leaves[POLICY_MAX_LEAVES];
     size_t nleaves = 0;
     if (!st)
-        st = policy_rcpt(s->cfg, s->env->deps->aliases, &path, s->trusted || s->auth_user, leaves,
-                         &nleaves);
+        st = policy_rcpt(s->cfg, s->aliases, &path, s->trusted || s->auth_user, leaves, &nleaves);
     if (st) {
         log_info("sid=%s event=reject client=%s cmd=RCPT from=<%s> to=<%s> reply=\"%d %s %s\"",
                  s->id, s->client, s->tx.sender ? s->tx.sender : "", path.addr, st->code, st->enh,
@@ -1124,6 +1127,7 @@ static void auth_checked(void *arg)
 /* The reply to a failed AUTH: 535, or 421 past the limits. */
 static void auth_reply_failure(struct session *s)
 {
+    metrics_inc(M_AUTH_FAILURES, s->role, 0);
     if (s->auth_close) {
         session_close_with(s, 421, "4.7.0", "Too many authentication failures, closing connection");
         return;
@@ -1499,6 +1503,8 @@ static void on_close(void *arg)
         char why[256];
         ev_conn_tls_error(s->conn, why, sizeof why);
         log_info("sid=%s event=tls_failed client=%s reason=\"%s\"", s->id, s->client, why);
+        metrics_inc(M_TLS_HANDSHAKES, METRICS_INBOUND, METRICS_FAILED);
+        metrics_inc(M_CONNECTIONS, s->role, METRICS_CONN_TLS_FAILED);
     }
     if (session_awaited(s)) {
         /* The callback frees us; the connection goes now. */
@@ -1539,6 +1545,7 @@ static void on_tls_ready(void *arg)
 {
     struct session *s = arg;
     s->tls_ready = ev_conn_tls_info(s->conn, &s->tlsinfo);
+    metrics_inc(M_TLS_HANDSHAKES, METRICS_INBOUND, METRICS_OK);
     log_info("sid=%s event=tls client=%s version=%s cipher=%s bits=%d", s->id, s->client,
              s->tlsinfo.version, s->tlsinfo.cipher, s->tlsinfo.bits);
 }
@@ -1568,6 +1575,7 @@ struct session *session_new(const struct session_env *env, int fd, const struct 
     struct session *s = xcalloc(1, sizeof *s);
     s->env = env;
     s->cfg = cfg;
+    s->aliases = env->deps->aliases;
     s->role = role;
     s->state = SESSION_CMD;
     s->started_ms = now_mono_ms();

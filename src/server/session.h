@@ -38,6 +38,8 @@ void session_abort(struct session *s);
    which only server.c touches. */
 struct session_link {
     struct session *prev, *next;
+    struct server_conf *conf; /* a reference to the configuration the session started
+                                 with, dropped once the session is gone */
 };
 
 static inline struct session_link *session_link_of(struct session *s)

@@ -50,6 +50,7 @@
 
 #include "core/crc32c.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "spool/record.h"
 
@@ -616,6 +617,7 @@ static void flush_pass(struct spool *sp)
     unlock(sp);
 
     int err = 0;
+    uint64_t t0 = metrics_now_us();
     for (size_t i = 0; i < n; i++) {
         if (fdatasync(list[i]->fd) != 0) {
             err = errno;
@@ -630,6 +632,8 @@ static void flush_pass(struct spool *sp)
     free(list);
     if (n > 0)
         sp->flushes++;
+    if (n > 0)
+        metrics_observe(M_SPOOL_SYNC_SECONDS, metrics_now_us() - t0);
     if (err)
         atomic_store(&sp->sync_failed, true);
     if (target > sp->dpos)
@@ -644,6 +648,8 @@ static void flush_pass(struct spool *sp)
         waitq_push(&sp->done, &w);
         moved++;
     }
+    if (moved > 0)
+        metrics_observe(M_SPOOL_COMMIT_BATCH, moved);
     if ((moved > 0 || n > 0) && sp->cfg.wake) {
         unlock(sp);
         sp->cfg.wake(sp->cfg.wake_arg);

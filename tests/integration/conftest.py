@@ -96,7 +96,8 @@ class TernServer:
         self.users_file = self.dir / "users"
         self.conf = self.dir / "tern.conf"
         self.control_socket = self.dir / "control"
-        self.mx_port, self.submission_port, self.submissions_port = free_ports(3)
+        (self.mx_port, self.submission_port, self.submissions_port,
+         self.metrics_port) = free_ports(4)
         settings = {
             "mx_listen": "127.0.0.1:%d" % self.mx_port,
             "submission_listen": "127.0.0.1:%d" % self.submission_port,
@@ -109,6 +110,9 @@ class TernServer:
             "tls_key_file": str(self.dir / "tls" / "key.pem"),
             "dns_forwarders": unreachable_dns().forwarder,
             "control_socket": str(self.dir / "control"),
+            "metrics_listen": "127.0.0.1:%d" % self.metrics_port,
+            # the tests run as root and keep it (test_lifecycle.py tests the switch)
+            "run_user": "root",
         }
         for k, v in (overrides or {}).items():
             settings[k] = v
@@ -358,7 +362,8 @@ def tail(text, n=60):
 
 @pytest.fixture
 def tern(tmp_path, request):
-    """Factory: tern(overrides={key: value}, aliases=[lines], start=True) -> TernServer.
+    """Factory: tern(overrides={key: value}, aliases=[lines], start=True, workdir=None)
+    -> TernServer (in workdir when given, else in the test's tmp_path).
 
     All servers made in a test are stopped when it ends; a non-zero exit
     status, a hang on SIGTERM or a sanitizer report in a log fails the test
@@ -367,8 +372,8 @@ def tern(tmp_path, request):
     """
     servers = request.node._tern_servers = []
 
-    def make(overrides=None, aliases=(), start=True):
-        s = TernServer(tmp_path / ("tern%d" % len(servers)), overrides, aliases)
+    def make(overrides=None, aliases=(), start=True, workdir=None):
+        s = TernServer(workdir or tmp_path / ("tern%d" % len(servers)), overrides, aliases)
         servers.append(s)
         if start:
             s.start()

@@ -974,6 +974,49 @@ static void test_dmarc_keys(void **state)
     }
 }
 
+/* metrics_listen: off by default, one numeric host:port, IPv6 in brackets. */
+static void test_metrics_listen(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        const char *want; /* NULL: off; "!": refused */
+    } rows[] = {
+        {"", NULL},
+        {"metrics_listen =", NULL},
+        {"metrics_listen = 127.0.0.1:9425", "127.0.0.1:9425"},
+        {"metrics_listen = 127.0.0.1:09425", "127.0.0.1:9425"},
+        {"metrics_listen = [::1]:9425", "[::1]:9425"},
+        {"metrics_listen = localhost:9425", "!"},
+        {"metrics_listen = 127.0.0.1", "!"},
+        {"metrics_listen = 127.0.0.1:0", "!"},
+        {"metrics_listen = 127.0.0.1:65536", "!"},
+        {"metrics_listen = ::1:9425", "!"},
+        {"metrics_listen = 127.0.0.1:1 127.0.0.1:2", "!"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct config_diags d = {0};
+        char *text = cat(base, rows[i].line);
+        struct config *c = parse(text, &d);
+        free(text);
+        if (rows[i].want && strcmp(rows[i].want, "!") == 0) {
+            assert_null(c);
+            assert_true(d.n >= 1);
+        } else {
+            assert_non_null(c);
+            if (rows[i].want)
+                assert_string_equal(c->metrics_listen, rows[i].want);
+            else
+                assert_null(c->metrics_listen);
+            struct config *dup = config_dup(c);
+            assert_int_equal(config_diff(c, dup, NULL, NULL), 0);
+            config_free(dup);
+        }
+        config_free(c);
+        config_diags_free(&d);
+    }
+}
+
 /* The control socket and sendmail keys: defaults, values, errors. */
 static void test_control_keys(void **state)
 {
@@ -1146,6 +1189,370 @@ static void test_load(void **state)
     config_diags_free(&d);
 }
 
+/* ---- run_user and reloading ------------------------------------------------- */
+
+static void test_run_user(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse(base, &d);
+    assert_non_null(c);
+    assert_string_equal(c->run_user, "tern");
+    config_free(c);
+    const char *good[] = {"root", "_tern", "mail.daemon", "a-b_c", "u1"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "run_user = %s", good[i]);
+        char *t = cat(base, line);
+        c = parse(t, &d);
+        assert_non_null(c);
+        assert_string_equal(c->run_user, good[i]);
+        config_free(c);
+        config_diags_free(&d);
+        free(t);
+    }
+    const char *bad[] = {"-x", "a/b", "a:b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "é"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "run_user = %s", bad[i]);
+        char *t = cat(base, line);
+        c = parse(t, &d);
+        assert_null(c);
+        assert_true(has_diag(&d, BASE_LINES + 1, "is not a user name"));
+        config_diags_free(&d);
+        free(t);
+    }
+    /* empty: the default */
+    char *t = cat(base, "run_user =");
+    c = parse(t, &d);
+    assert_non_null(c);
+    assert_string_equal(c->run_user, "tern");
+    config_free(c);
+    free(t);
+}
+
+/* One key changed: what the two files have in common (context) and the line
+   that changes it. Every key has one, so that comparing and copying cover the
+   whole struct. */
+static const struct {
+    const char *key;
+    const char *context;
+    const char *line;
+} key_changes[] = {
+    {"hostname", "authserv_id = ar.example.test\nsendmail_origin = so.example.test",
+     "hostname = mx.example.test"},
+    {"mx_listen", "", "mx_listen = 127.0.0.1:2526"},
+    {"submission_listen", "", "submission_listen = 127.0.0.1:587"},
+    {"submissions_listen", "tls_cert_file = c.pem\ntls_key_file = k.pem",
+     "submissions_listen = 127.0.0.1:465"},
+    {"local_domains", "", "local_domains = example.test, example.net"},
+    {"mailboxes", "", "mailboxes = a@example.test"},
+    {"aliases_file", "", "aliases_file = aliases"},
+    {"maildir_root", "", "maildir_root = /var/mail/tern"},
+    {"spool_dir", "", "spool_dir = /var/spool/tern"},
+    {"trusted_networks", "", "trusted_networks = 10.0.0.0/8"},
+    {"mailauth_skip_networks", "", "mailauth_skip_networks = 127.0.0.0/8"},
+    {"bare_newline", "", "bare_newline = normalize"},
+    {"message_size_limit", "", "message_size_limit = 10M"},
+    {"max_recipients", "", "max_recipients = 100"},
+    {"max_command_line", "", "max_command_line = 1K"},
+    {"max_text_line", "", "max_text_line = 2000"},
+    {"max_header_count", "", "max_header_count = 50"},
+    {"max_errors", "", "max_errors = 3"},
+    {"max_junk_commands", "", "max_junk_commands = 3"},
+    {"max_connections", "", "max_connections = 3"},
+    {"max_connections_per_client", "", "max_connections_per_client = 3"},
+    {"idle_timeout", "", "idle_timeout = 1m"},
+    {"session_timeout", "", "session_timeout = 2m"},
+    {"spool_segment_size", "", "spool_segment_size = 1M"},
+    {"delivery_workers", "", "delivery_workers = 3"},
+    {"delivery_concurrency", "", "delivery_concurrency = 3"},
+    {"log_level", "", "log_level = debug"},
+    {"log_format", "", "log_format = json"},
+    {"log_target", "", "log_target = /var/log/tern.log"},
+    {"tls_cert_file", "tls_key_file = k.pem\ntls_cert_file = c.pem", "tls_cert_file = c2.pem"},
+    {"tls_key_file", "tls_key_file = k.pem\ntls_cert_file = c.pem", "tls_key_file = k2.pem"},
+    {"tls_selfsigned", "", "tls_selfsigned = yes"},
+    {"tls_min_version", "", "tls_min_version = TLSv1.3"},
+    {"tls_ciphers", "", "tls_ciphers = HIGH"},
+    {"tls_ciphersuites", "", "tls_ciphersuites = TLS_AES_256_GCM_SHA384"},
+    {"users_file", "", "users_file = users"},
+    {"sender_login_maps", "", "sender_login_maps = senders"},
+    {"mx_auth", "", "mx_auth = yes"},
+    {"auth_plaintext_loopback", "", "auth_plaintext_loopback = yes"},
+    {"auth_workers", "", "auth_workers = 3"},
+    {"auth_delay_after", "", "auth_delay_after = 3"},
+    {"auth_max_failures", "", "auth_max_failures = 3"},
+    {"auth_client_max_failures", "", "auth_client_max_failures = 3"},
+    {"auth_failure_window", "", "auth_failure_window = 3m"},
+    {"user_message_rate", "", "user_message_rate = 3"},
+    {"user_recipient_rate", "", "user_recipient_rate = 3"},
+    {"dns_forwarders", "", "dns_forwarders = 127.0.0.1@5353"},
+    {"dns_trust_anchor", "", "dns_trust_anchor = root.key"},
+    {"dns_prefer", "", "dns_prefer = ipv4"},
+    {"dns_timeout", "", "dns_timeout = 3"},
+    {"outbound_port", "", "outbound_port = 2525"},
+    {"outbound_tls", "", "outbound_tls = verify"},
+    {"outbound_tls_ca_file", "", "outbound_tls_ca_file = ca.pem"},
+    {"outbound_connect_timeout", "", "outbound_connect_timeout = 3"},
+    {"outbound_helo_timeout", "", "outbound_helo_timeout = 3"},
+    {"outbound_mail_timeout", "", "outbound_mail_timeout = 3"},
+    {"outbound_rcpt_timeout", "", "outbound_rcpt_timeout = 3"},
+    {"outbound_data_init_timeout", "", "outbound_data_init_timeout = 3"},
+    {"outbound_data_xfer_timeout", "", "outbound_data_xfer_timeout = 3"},
+    {"outbound_data_done_timeout", "", "outbound_data_done_timeout = 3"},
+    {"outbound_chunking", "", "outbound_chunking = no"},
+    {"relay_concurrency", "", "relay_concurrency = 3"},
+    {"destination_concurrency", "", "destination_concurrency = 3"},
+    {"retry_min", "", "retry_min = 3"},
+    {"retry_max", "", "retry_max = 3"},
+    {"delay_warning_time", "", "delay_warning_time = 3h"},
+    {"queue_lifetime", "", "queue_lifetime = 3d"},
+    {"relayhost", "", "relayhost = [smart.example.net]:587"},
+    {"relayhost_auth_file", "relayhost = [smart.example.net]", "relayhost_auth_file = auth"},
+    {"transport_file", "", "transport_file = transport"},
+    {"spf_verify", "", "spf_verify = no"},
+    {"spf_fail_action", "", "spf_fail_action = reject"},
+    {"spf_timeout", "", "spf_timeout = 3"},
+    {"dkim_sign", "", "dkim_sign = no"},
+    {"dkim_verify", "", "dkim_verify = no"},
+    {"dkim_key_dir", "", "dkim_key_dir = keys"},
+    {"dmarc_verify", "", "dmarc_verify = no"},
+    {"dmarc_reject_action", "", "dmarc_reject_action = record"},
+    {"dmarc_quarantine_header", "", "dmarc_quarantine_header = X-Junk"},
+    {"dmarc_report_dir", "", "dmarc_report_dir = reports"},
+    {"authserv_id", "", "authserv_id = ar.example.test"},
+    {"run_user", "", "run_user = root"},
+    {"control_socket", "", "control_socket = /tmp/tern.control"},
+    {"control_group", "", "control_group = adm"},
+    {"control_socket_mode", "", "control_socket_mode = 0600"},
+    {"control_max_connections", "", "control_max_connections = 3"},
+    {"control_max_requests", "", "control_max_requests = 30"},
+    {"control_idle_timeout", "", "control_idle_timeout = 3"},
+    {"sendmail_origin", "", "sendmail_origin = example.test"},
+    {"metrics_listen", "", "metrics_listen = 127.0.0.1:9425"},
+    {"sandbox", "", "sandbox = no"},
+    {"sandbox_seccomp_action", "", "sandbox_seccomp_action = errno"},
+    {"sandbox_selftest", "", "sandbox_selftest = yes"},
+};
+
+struct seen_keys {
+    size_t n;
+    const char *key[8];
+    int how[8];
+};
+
+static void seen(void *arg, const char *key, enum config_reload how)
+{
+    struct seen_keys *s = arg;
+    if (s->n < 8) {
+        s->key[s->n] = key;
+        s->how[s->n] = (int)how;
+    }
+    s->n++;
+}
+
+static struct config *parse2(const char *a, const char *b, const char *c)
+{
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 3;
+    char *t = malloc(n);
+    snprintf(t, n, "%s%s\n%s\n", a, b, c);
+    struct config_diags d = {0};
+    struct config *cfg = parse(t, &d);
+    if (!cfg)
+        dump_diags(&d);
+    config_diags_free(&d);
+    free(t);
+    return cfg;
+}
+
+static void test_diff_every_key(void **state)
+{
+    (void)state;
+    size_t nchanges = sizeof key_changes / sizeof *key_changes;
+    /* every key has a line here */
+    for (size_t i = 0; i < config_key_count(); i++) {
+        const char *name = config_key_name(i);
+        bool found = false;
+        for (size_t j = 0; j < nchanges && !found; j++)
+            found = strcmp(key_changes[j].key, name) == 0;
+        if (!found)
+            print_message("# key %s has no line in key_changes\n", name);
+        assert_true(found);
+        assert_true(config_key_reload(name) >= 0);
+    }
+    assert_null(config_key_name(config_key_count()));
+    assert_int_equal(nchanges, config_key_count());
+
+    for (size_t j = 0; j < nchanges; j++) {
+        struct config *a = parse2(base, key_changes[j].context, "");
+        struct config *b = parse2(base, key_changes[j].context, key_changes[j].line);
+        assert_non_null(a);
+        assert_non_null(b);
+        struct seen_keys s = {0};
+        size_t n = config_diff(a, b, seen, &s);
+        if (n != 1 || strcmp(s.key[0], key_changes[j].key) != 0)
+            print_message("# %s: %zu keys differ, first %s\n", key_changes[j].key, n,
+                          n ? s.key[0] : "-");
+        assert_int_equal(n, 1);
+        assert_string_equal(s.key[0], key_changes[j].key);
+        assert_int_equal(s.how[0], config_key_reload(key_changes[j].key));
+        assert_int_equal(config_diff(b, a, NULL, NULL), 1);
+        /* a deep copy is the same */
+        struct config *c = config_dup(b);
+        assert_int_equal(config_diff(b, c, NULL, NULL), 0);
+        /* copying the key makes them the same */
+        assert_true(config_copy_key(a, b, key_changes[j].key));
+        assert_int_equal(config_diff(a, b, NULL, NULL), 0);
+        config_free(a);
+        config_free(b);
+        /* the copy outlives its original */
+        assert_int_equal(config_diff(c, c, NULL, NULL), 0);
+        config_free(c);
+    }
+    struct config *a = parse(base, NULL);
+    assert_false(config_copy_key(a, a, "no_such_key"));
+    assert_int_equal(config_key_reload("no_such_key"), -1);
+    assert_int_equal(config_key_reload(NULL), -1);
+    config_free(a);
+}
+
+static void test_reload_classes(void **state)
+{
+    (void)state;
+    /* what the modules that keep them from start hold */
+    const char *restart[] = {"hostname",           "mx_listen",           "submission_listen",
+                             "submissions_listen", "maildir_root",        "spool_dir",
+                             "spool_segment_size", "delivery_workers",    "delivery_concurrency",
+                             "auth_workers",       "auth_failure_window", "dns_forwarders",
+                             "dns_timeout",        "outbound_port",       "relay_concurrency",
+                             "queue_lifetime",     "relayhost",           "transport_file",
+                             "dkim_key_dir",       "tls_selfsigned",      "run_user",
+                             "metrics_listen"};
+    for (size_t i = 0; i < sizeof restart / sizeof *restart; i++)
+        assert_int_equal(config_key_reload(restart[i]), CONFIG_RELOAD_RESTART);
+    const char *sessions[] = {"local_domains",    "mailboxes",           "aliases_file",
+                              "trusted_networks", "message_size_limit",  "max_connections",
+                              "users_file",       "tls_cert_file",       "spf_verify",
+                              "dkim_sign",        "dmarc_reject_action", "authserv_id"};
+    for (size_t i = 0; i < sizeof sessions / sizeof *sessions; i++)
+        assert_int_equal(config_key_reload(sessions[i]), CONFIG_RELOAD_SESSIONS);
+    assert_int_equal(config_key_reload("log_level"), CONFIG_RELOAD_AT_ONCE);
+}
+
+static void test_keep_restart_keys(void **state)
+{
+    (void)state;
+    struct config *running = parse("hostname = one.example.test\n"
+                                   "mx_listen = 127.0.0.1:2525, [::1]:2525\n"
+                                   "submission_listen = 127.0.0.1:5870\n"
+                                   "local_domains = example.test\n"
+                                   "spool_dir = /var/spool/tern\n",
+                                   NULL);
+    assert_non_null(running);
+    /* the same listeners in another order, written differently: no change */
+    struct config *next = parse("hostname = one.example.test\n"
+                                "mx_listen = [0::1]:2525 127.0.0.1:2525\n"
+                                "submission_listen = 127.0.0.1:5870\n"
+                                "local_domains = example.test\n"
+                                "spool_dir = /var/spool/tern\n",
+                                NULL);
+    assert_non_null(next);
+    assert_int_equal(config_diff(running, next, NULL, NULL), 0);
+    config_free(next);
+
+    next = parse("hostname = two.example.test\n"
+                 "mx_listen = 127.0.0.1:2626\n"
+                 "submissions_listen = 127.0.0.1:4650\n"
+                 "tls_cert_file = c.pem\ntls_key_file = k.pem\n"
+                 "local_domains = example.test, example.net\n"
+                 "mailboxes = bob@example.net\n"
+                 "spool_dir = /tmp/spool\n"
+                 "log_level = debug\n",
+                 NULL);
+    assert_non_null(next);
+    struct seen_keys s = {0};
+    config_diff(running, next, seen, &s);
+    /* hostname, mx, submission, submissions, local_domains, mailboxes, spool_dir,
+       log_level, tls_cert_file, tls_key_file, authserv_id, sendmail_origin */
+    assert_int_equal(s.n, 12);
+    config_keep_restart_keys(next, running);
+    memset(&s, 0, sizeof s);
+    config_diff(running, next, seen, &s);
+    assert_int_equal(s.n, 5);
+    const char *left[] = {"local_domains", "mailboxes", "log_level", "tls_cert_file",
+                          "tls_key_file"};
+    for (size_t i = 0; i < 5; i++) {
+        bool found = false;
+        for (size_t j = 0; j < 5 && !found; j++)
+            found = strcmp(s.key[j], left[i]) == 0;
+        assert_true(found);
+    }
+    /* the listeners are the running ones, in role order */
+    assert_string_equal(next->hostname, "one.example.test");
+    assert_int_equal(next->nlisten, 3);
+    assert_int_equal(next->listen[0].role, ROLE_MX);
+    assert_string_equal(next->listen[0].host, "127.0.0.1");
+    assert_int_equal(next->listen[1].role, ROLE_MX);
+    assert_string_equal(next->listen[1].host, "::1");
+    assert_int_equal(next->listen[2].role, ROLE_SUBMISSION);
+    assert_string_equal(next->spool_dir, "/var/spool/tern");
+    /* authserv_id followed the new hostname by default: it follows the one kept */
+    assert_string_equal(next->authserv_id, "one.example.test");
+    assert_int_equal(next->log_level, LOG_LEVEL_DEBUG);
+    assert_int_equal(next->local_domains.n, 2);
+    config_free(next);
+
+    /* an authserv_id of its own is kept */
+    next = parse("hostname = two.example.test\nauthserv_id = ar.example.test\n"
+                 "mx_listen = 127.0.0.1:2525, [::1]:2525\n"
+                 "submission_listen = 127.0.0.1:5870\n",
+                 NULL);
+    config_keep_restart_keys(next, running);
+    assert_string_equal(next->authserv_id, "ar.example.test");
+    assert_string_equal(next->hostname, "one.example.test");
+    config_free(next);
+    config_free(running);
+}
+
+/* docs/configuration.md's "What SIGHUP applies" lists every key in the row of
+   its class, and nothing else. */
+static void test_reload_docs(void **state)
+{
+    (void)state;
+    size_t len;
+    char *doc = read_source("docs/configuration.md", &len);
+    char *sec = strstr(doc, "\n## What SIGHUP applies\n");
+    assert_non_null(sec);
+    static const struct {
+        const char *row;
+        int how;
+    } rows[] = {{"\n| at once |", CONFIG_RELOAD_AT_ONCE},
+                {"\n| to new connections and sessions |", CONFIG_RELOAD_SESSIONS},
+                {"\n| after a restart only |", CONFIG_RELOAD_RESTART}};
+    size_t listed = 0;
+    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+        char *p = strstr(sec, rows[r].row);
+        assert_non_null(p);
+        p += strlen(rows[r].row);
+        char *end = strchr(p, '\n');
+        assert_non_null(end);
+        while ((p = memchr(p, '`', (size_t)(end - p))) != NULL) {
+            char *q = memchr(p + 1, '`', (size_t)(end - p - 1));
+            assert_non_null(q);
+            char key[64];
+            snprintf(key, sizeof key, "%.*s", (int)(q - p - 1), p + 1);
+            if (config_key_reload(key) != rows[r].how)
+                print_message("# %s is listed under %s\n", key, rows[r].row + 1);
+            assert_int_equal(config_key_reload(key), rows[r].how);
+            listed++;
+            p = q + 1;
+        }
+    }
+    assert_int_equal(listed, config_key_count());
+    free(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1167,6 +1574,12 @@ int main(void)
         cmocka_unit_test(test_control_keys),
         cmocka_unit_test(test_sandbox_keys),
         cmocka_unit_test(test_load),
+        cmocka_unit_test(test_run_user),
+        cmocka_unit_test(test_diff_every_key),
+        cmocka_unit_test(test_metrics_listen),
+        cmocka_unit_test(test_reload_classes),
+        cmocka_unit_test(test_keep_restart_keys),
+        cmocka_unit_test(test_reload_docs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
