@@ -16,7 +16,7 @@ build_pkgs=(
 	meson ninja-build pkg-config gcc
 	libevent-dev libssl-dev libcmocka-dev
 	libunbound-dev libopendkim-dev libpsl-dev libidn2-dev publicsuffix libcrypt-dev
-	libjansson-dev
+	libjansson-dev libseccomp-dev
 )
 test_pkgs=(
 	python3 python3-pytest python3-pytest-timeout python3-aiosmtpd python3-dnslib python3-dkim python3-spf python3-nacl

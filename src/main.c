@@ -50,6 +50,7 @@
 #include "mailauth/orgdomain.h"
 #include "sched/sched.h"
 #include "server/msgauth.h"
+#include "sandbox/sandbox.h"
 #include "server/server.h"
 #include "spool/spool.h"
 #include "tls/tls.h"
@@ -877,6 +878,9 @@ static int cmd_serve(int argc, char **argv)
     d.reload_timer = ev_timer_new(d.loop, on_reload_timer, &d);
     ev_timer_start(d.reload_timer, RELOAD_CHECK_MS);
     log_info("event=started hostname=%s listeners=%zu", d.cfg->hostname, d.cfg->nlisten);
+    /* Last, once everything is open and bound: Landlock and seccomp. */
+    if (sandbox_apply(d.cfg, file, err, sizeof err) < 0)
+        fatal("event=fatal reason=\"cannot apply the sandbox\" error=\"%s\"", err);
 
     int rc = ev_loop_run(d.loop);
 

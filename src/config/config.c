@@ -362,6 +362,7 @@ enum key_type {
     KT_USERNAME,   /* a system user name; empty: the default (sdef) */
     KT_MODE,       /* uint32_t file permission bits, octal, at most 0777 */
     KT_HOSTPORT,   /* one numeric host:port ([v6]:port); empty: none (NULL) */
+    KT_SECCOMPACT, /* kill | errno | log */
 };
 
 struct key_def {
@@ -496,6 +497,11 @@ static const struct key_def keys[] = {
     {"sendmail_origin", KT_HOSTNAME, F(sendmail_origin), 0, 0, 0, NULL, 0, RESTART},
     /* the metrics endpoint (docs/metrics.md) */
     {"metrics_listen", KT_HOSTPORT, F(metrics_listen), 0, 0, 0, NULL, 0, RESTART},
+    /* the sandbox (docs/sandbox.md): applied once at start */
+    {"sandbox", KT_BOOL, F(sandbox), 1, 0, 0, NULL, 0, RESTART},
+    {"sandbox_seccomp_action", KT_SECCOMPACT, F(sandbox_seccomp_action), CONFIG_SECCOMP_KILL, 0, 0,
+     NULL, 0, RESTART},
+    {"sandbox_selftest", KT_BOOL, F(sandbox_selftest), 0, 0, 0, NULL, 0, RESTART},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -517,6 +523,7 @@ static const char *const otls_names[] = {"may", "none", "encrypt", "verify"};
 static const char *const logformat_names[] = {"text", "json"};
 static const char *const spfaction_names[] = {"record", "reject"};
 static const char *const dmarcact_names[] = {"reject", "quarantine", "record"};
+static const char *const seccompact_names[] = {"kill", "errno", "log"};
 
 /* The names of an enumerated key's values, their count, and how an error lists them. */
 static const char *const *enum_names(enum key_type t, size_t *n, const char **list)
@@ -554,6 +561,10 @@ static const char *const *enum_names(enum key_type t, size_t *n, const char **li
         *n = 3;
         *list = "reject, quarantine, record";
         return dmarcact_names;
+    case KT_SECCOMPACT:
+        *n = 3;
+        *list = "kill, errno, log";
+        return seccompact_names;
     default:
         *n = 4;
         *list = "error, warn, info, debug";
@@ -728,6 +739,7 @@ static void set_number(struct config *cfg, const struct key_def *k, uint64_t v)
     case KT_DNSPREFER:
     case KT_OTLS:
     case KT_SPFACTION:
+    case KT_SECCOMPACT:
     case KT_DMARCACT:
         *(int *)(void *)f = (int)v;
         break;
@@ -1174,6 +1186,7 @@ static void config_line(void *arg, const struct cfg_lline *l)
     case KT_DNSPREFER:
     case KT_OTLS:
     case KT_SPFACTION:
+    case KT_SECCOMPACT:
     case KT_DMARCACT:
         do_enum(p, k, v, vlen, line);
         break;
@@ -1263,6 +1276,7 @@ static void set_defaults(struct config *cfg)
         case KT_DNSPREFER:
         case KT_OTLS:
         case KT_SPFACTION:
+        case KT_SECCOMPACT:
         case KT_PORT:
         case KT_SIZE64:
         case KT_SIZE:
@@ -1651,6 +1665,7 @@ static uint64_t get_number(const struct config *cfg, const struct key_def *k)
     case KT_OTLS:
     case KT_SPFACTION:
     case KT_DMARCACT:
+    case KT_SECCOMPACT:
     case KT_LOGFORMAT:
         return (uint64_t)(unsigned)*(const int *)(const void *)f;
     case KT_BOOL:

@@ -59,6 +59,14 @@ enum config_dmarc_action {
     CONFIG_DMARC_RECORD,     /* accept; the result is only recorded */
 };
 
+/* sandbox_seccomp_action: what the seccomp filter does with a system call
+   outside its allow-list (docs/sandbox.md) */
+enum config_seccomp_action {
+    CONFIG_SECCOMP_KILL = 0, /* kill the process (SIGSYS), logged by the kernel's audit */
+    CONFIG_SECCOMP_ERRNO,    /* the call fails with EPERM, logged by the audit */
+    CONFIG_SECCOMP_LOG,      /* the call is allowed and logged: for finding what is missing */
+};
+
 /* tls_min_version */
 enum config_tls_version { CONFIG_TLS_1_2 = 0, CONFIG_TLS_1_3 };
 
@@ -191,6 +199,11 @@ struct config {
     /* process */
     char *run_user; /* the user `tern serve` switches to once its listeners are bound and its
                        files open, when started as root; default "tern"; "root" stays root */
+    /* the sandbox of `tern serve` (docs/sandbox.md) */
+    bool sandbox;               /* Landlock and seccomp once started; default yes */
+    int sandbox_seccomp_action; /* enum config_seccomp_action; default kill */
+    bool sandbox_selftest;      /* tests only: try a refused file and system call after
+                                   applying the sandbox, and log the results; default no */
 };
 
 /* One parse error or warning, with where it was found. */

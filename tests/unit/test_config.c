@@ -1096,6 +1096,65 @@ static void test_control_keys(void **state)
     }
 }
 
+/* The sandbox keys: defaults, values, errors. */
+static void test_sandbox_keys(void **state)
+{
+    (void)state;
+    struct config_diags d = {0};
+    struct config *c = parse(base, &d);
+    assert_non_null(c);
+    assert_true(c->sandbox);
+    assert_int_equal(c->sandbox_seccomp_action, CONFIG_SECCOMP_KILL);
+    assert_false(c->sandbox_selftest);
+    config_free(c);
+
+    static const struct {
+        const char *lines;
+        bool sandbox;
+        int action;
+        bool selftest;
+    } good[] = {
+        {"sandbox = no", false, CONFIG_SECCOMP_KILL, false},
+        {"sandbox_seccomp_action = errno", true, CONFIG_SECCOMP_ERRNO, false},
+        {"sandbox_seccomp_action = LOG\nsandbox_selftest = yes", true, CONFIG_SECCOMP_LOG, true},
+        {"sandbox_seccomp_action = log\nsandbox_seccomp_action = kill", true, CONFIG_SECCOMP_KILL,
+         false},
+        {"sandbox = yes\nsandbox_seccomp_action =", true, CONFIG_SECCOMP_KILL, false},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *text = cat(base, good[i].lines);
+        c = parse(text, &d);
+        free(text);
+        if (!c) {
+            dump_diags(&d);
+            fail_msg("\"%s\" refused", good[i].lines);
+        }
+        assert_int_equal(c->sandbox, good[i].sandbox);
+        assert_int_equal(c->sandbox_seccomp_action, good[i].action);
+        assert_int_equal(c->sandbox_selftest, good[i].selftest);
+        config_free(c);
+    }
+
+    static const struct {
+        const char *line, *msg;
+    } bad[] = {
+        {"sandbox = maybe", "sandbox: \"maybe\" is not one of yes, no"},
+        {"sandbox_seccomp_action = trap", "is not one of kill, errno, log"},
+        {"sandbox_seccomp_action = kill errno", "takes one value"},
+        {"sandbox_selftest = 1", "is not one of yes, no"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *text = cat(base, bad[i].line);
+        c = parse(text, &d);
+        if (c || !has_diag(&d, BASE_LINES + 1, bad[i].msg)) {
+            dump_diags(&d);
+            fail_msg("\"%s\": want an error containing '%s'", bad[i].line, bad[i].msg);
+        }
+        config_diags_free(&d);
+        free(text);
+    }
+}
+
 static void test_load(void **state)
 {
     (void)state;
@@ -1286,6 +1345,9 @@ static const struct {
     {"control_idle_timeout", "", "control_idle_timeout = 3"},
     {"sendmail_origin", "", "sendmail_origin = example.test"},
     {"metrics_listen", "", "metrics_listen = 127.0.0.1:9425"},
+    {"sandbox", "", "sandbox = no"},
+    {"sandbox_seccomp_action", "", "sandbox_seccomp_action = errno"},
+    {"sandbox_selftest", "", "sandbox_selftest = yes"},
 };
 
 struct seen_keys {
@@ -1524,6 +1586,7 @@ int main(void)
         cmocka_unit_test(test_example_config),
         cmocka_unit_test(test_dmarc_keys),
         cmocka_unit_test(test_control_keys),
+        cmocka_unit_test(test_sandbox_keys),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_run_user),
         cmocka_unit_test(test_diff_every_key),
