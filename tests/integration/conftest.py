@@ -431,6 +431,17 @@ def tail(text, n=60):
     return "\n".join(lines[-n:])
 
 
+def write_conf(path, settings):
+    """examples/tern.conf with `key = value` override lines appended (the last
+    value wins), for subcommands run without a server."""
+    text = EXAMPLE_CONF.read_text()
+    if not text.endswith("\n"):
+        text += "\n"
+    text += "\n# test overrides\n" + "".join("%s = %s\n" % kv for kv in settings.items())
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture
 def tern(tmp_path, request):
     """Factory: tern(overrides={key: value}, aliases=[lines], start=True, workdir=None)

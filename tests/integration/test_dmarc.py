@@ -14,11 +14,10 @@ publicsuffix package), so co.uk is a public suffix.
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE_CONF, SANITIZER_PATTERNS, server_env, tern_bin
+from conftest import SANITIZER_PATTERNS, server_env, tern_bin, write_conf
 from dns_server import DNSTestServer
 
 EX_TEMPFAIL = 75
@@ -75,15 +74,6 @@ def dns():
     yield srv
     srv.stop()
 
-
-def write_conf(path, overrides):
-    text = EXAMPLE_CONF.read_text()
-    if not text.endswith("\n"):
-        text += "\n"
-    text += "\n# test overrides\n"
-    text += "".join("%s = %s\n" % (k, v) for k, v in overrides.items())
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLE_CONF, SANITIZER_PATTERNS, server_env, tern_bin
+from conftest import SANITIZER_PATTERNS, server_env, tern_bin, write_conf
 from dns_server import DNSTestServer
 
 EX_TEMPFAIL = 75
@@ -91,16 +91,6 @@ def dns():
     yield srv
     srv.stop()
 
-
-def write_conf(path, overrides):
-    """examples/tern.conf with override lines appended, as conftest does."""
-    text = EXAMPLE_CONF.read_text()
-    if not text.endswith("\n"):
-        text += "\n"
-    text += "\n# test overrides\n"
-    text += "".join("%s = %s\n" % (k, v) for k, v in overrides.items())
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import dns.resolver
 import pytest
 import spf
 
-from conftest import EXAMPLE_CONF, SANITIZER_PATTERNS, server_env, tern_bin
+from conftest import SANITIZER_PATTERNS, server_env, tern_bin, write_conf
 from dns_server import DNSTestServer
 
 HOSTNAME = "mail.example.test"  # examples/tern.conf's hostname: %{r}
@@ -313,14 +313,6 @@ def dns_srv():
     yield srv
     srv.stop()
 
-
-def write_conf(path, settings):
-    text = EXAMPLE_CONF.read_text()
-    if not text.endswith("\n"):
-        text += "\n"
-    text += "\n# test overrides\n" + "".join("%s = %s\n" % kv for kv in settings.items())
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="module")
