@@ -47,6 +47,8 @@
 #define LOG_LINE_ROOM (LOGLINE_JSON_MAX(LOG_MSG_MAX, LOG_HEAD_MAX, 8) + 2)
 
 _Static_assert(LOG_LINE_ROOM < LOG_BUF_SIZE, "a line must fit in the log buffer");
+_Static_assert(LOG_LINE_ROOM > 4 * LOG_MSG_MAX + LOG_HEAD_MAX + 16,
+               "a text line with every octet escaped must fit too");
 
 enum log_target { TARGET_STDERR = 0, TARGET_FILE, TARGET_SYSLOG };
 
@@ -129,6 +131,31 @@ static void timestamp(char *out, size_t outlen)
     snprintf(out + n, outlen - n, ".%03ldZ", (long)tv.tv_usec / 1000);
 }
 
+/* Copy a text-format message, writing control octets as \n, \r, \t or \xHH so
+   that one event stays one line whatever a value holds (a multi-line reply, a
+   client's octets). Stops at a NUL. Returns the octets written (at most
+   4 * len). */
+static size_t text_escape(char *out, const char *msg, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len && msg[i]; i++) {
+        unsigned char ch = (unsigned char)msg[i];
+        if (ch >= 0x20 && ch != 0x7f) {
+            out[n++] = (char)ch;
+        } else if (ch == '\n' || ch == '\r' || ch == '\t') {
+            out[n++] = '\\';
+            out[n++] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+        } else {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[ch >> 4];
+            out[n++] = hex[ch & 15];
+        }
+    }
+    return n;
+}
+
 /* Append the line for msg to the buffer. Called with log_mu held and at
    least LOG_LINE_ROOM octets free. */
 static void append_locked(enum log_level level, const char *ts, const char *msg, size_t len)
@@ -141,9 +168,7 @@ static void append_locked(enum log_level level, const char *ts, const char *msg,
             if (level != LOG_LEVEL_INFO)
                 n += (size_t)snprintf(p + n, room - n, "%s: ", names[level]);
             /* a NUL in the message would end the record early: it ends there */
-            size_t m = strnlen(msg, len);
-            memcpy(p + n, msg, m);
-            n += m;
+            n += text_escape(p + n, msg, len);
         } else {
             n += logline_json(ts, names[level], msg, len, p + n, room - n);
         }
@@ -151,8 +176,7 @@ static void append_locked(enum log_level level, const char *ts, const char *msg,
     } else {
         if (format == LOG_FORMAT_TEXT) {
             n = (size_t)snprintf(p, room, "%s tern[%s]: ", ts, names[level]);
-            memcpy(p + n, msg, len);
-            n += len;
+            n += text_escape(p + n, msg, len);
         } else {
             n = logline_json(ts, names[level], msg, len, p, room);
         }

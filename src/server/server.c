@@ -170,19 +170,24 @@ static void session_gone(struct server *srv, struct session *s, const char *clie
 static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t salen)
 {
     struct listener *l = arg;
-    struct server *srv = l->srv;
+    server_accept(l->srv, fd, sa, salen, l->role);
+}
+
+void server_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen,
+                   enum config_role role)
+{
     const struct config *cfg = srv->deps.cfg;
     char client[64];
     client_addr_text(sa, client, sizeof client);
     if (srv->shutting_down) {
-        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_SHUTDOWN);
+        metrics_inc(M_CONNECTIONS, role, METRICS_CONN_REFUSED_SHUTDOWN);
         refuse(fd, "421 4.3.2 Service shutting down\r\n");
         return;
     }
     if (srv->nsessions >= cfg->max_connections) {
         log_warn("event=connection_refused client=%s reason=max_connections limit=%zu", client,
                  cfg->max_connections);
-        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_LIMIT);
+        metrics_inc(M_CONNECTIONS, role, METRICS_CONN_REFUSED_LIMIT);
         refuse(fd, "421 4.3.2 Too many connections, try again later\r\n");
         return;
     }
@@ -190,7 +195,7 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
     if (*pp && (*pp)->n >= cfg->max_connections_per_client) {
         log_warn("event=connection_refused client=%s reason=max_connections_per_client limit=%zu",
                  client, cfg->max_connections_per_client);
-        metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_REFUSED_LIMIT);
+        metrics_inc(M_CONNECTIONS, role, METRICS_CONN_REFUSED_LIMIT);
         refuse(fd, "421 4.7.0 Too many connections from your address, try again later\r\n");
         return;
     }
@@ -199,8 +204,8 @@ static void on_accept(void *arg, int fd, const struct sockaddr *sa, socklen_t sa
         snprintf((*pp)->addr, sizeof(*pp)->addr, "%s", client);
     }
     (*pp)->n++;
-    metrics_inc(M_CONNECTIONS, l->role, METRICS_CONN_ACCEPTED);
-    struct session *s = session_new(&srv->env, fd, sa, salen, l->role, client);
+    metrics_inc(M_CONNECTIONS, role, METRICS_CONN_ACCEPTED);
+    struct session *s = session_new(&srv->env, fd, sa, salen, role, client);
     struct session_link *link = session_link_of(s);
     link->conf = server_conf_hold(srv->conf); /* session_new took srv->deps.cfg: its config */
     link->prev = NULL;

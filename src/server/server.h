@@ -13,6 +13,7 @@
 #define TERN_SERVER_SERVER_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "config/aliases.h"
 #include "config/config.h"
@@ -63,6 +64,11 @@ struct server_deps {
 
 /* Bind every listener of cfg. NULL with err filled when one cannot be bound. */
 struct server *server_new(const struct server_deps *deps, char *err, size_t errlen);
+/* Take a connected socket as if a listener of role had accepted it (the same
+   limits apply; the server owns fd from here): what the listeners call, and
+   the way in for a socket made elsewhere (the session fuzzer's socketpair). */
+void server_accept(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen,
+                   enum config_role role);
 /* Stop accepting, end idle sessions with 421, let transactions in flight finish;
    done(arg) runs once no session is left. */
 void server_shutdown(struct server *srv, void (*done)(void *arg), void *arg);

@@ -147,6 +147,28 @@ def test_json_debug_lines_parse(tern):
     assert states and all("from" in o and "to" in o for o in states)
 
 
+def test_text_lines_one_per_event(tern):
+    """In the text format a value with line breaks in it (a multi-line reply
+    at debug level) stays on its line, written as \\n: every line of the log
+    starts with a timestamp, so no value can forge a log line."""
+    srv = tern({"log_level": "debug"})
+    with socket.create_connection(("127.0.0.1", srv.mx_port), timeout=10) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+        s.sendall(b"EHLO client.example\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        s.sendall(b"QUIT\r\n")
+        assert f.readline().startswith(b"221 ")
+    srv.wait_log(r"event=disconnect")
+    srv.stop_clean()
+    text = srv.log()
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z tern\[(debug|info|warn|error)\]: ")
+    bad = [line for line in text.splitlines() if line and not stamp.match(line)]
+    assert not bad, bad
+    assert re.search(r"event=reply reply=\"250  \S+\\nPIPELINING\\n", text), text
+
+
 def fd_info(pid, path):
     """(fd, flags) of every descriptor of pid open on path."""
     out = []
