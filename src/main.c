@@ -31,6 +31,7 @@
 #include "auth/senderlogin.h"
 #include "auth/userdb.h"
 #include "cli/cli.h"
+#include "deliver/maildir.h"
 #include "deliver/relay.h"
 #include "config/transport.h"
 #include "control/control.h"
@@ -94,8 +95,8 @@ struct daemon {
     struct ev_timer *stop_timer; /* polls for the end of shutdown */
     int64_t stop_deadline;       /* monotonic ms */
     bool stopping;
-    bool failed;                 /* the spool cannot sync: stopping with status 1 */
-    struct ev_timer *fail_timer; /* then ends the process */
+    bool failed;                  /* the spool cannot sync: stopping with status 1 */
+    struct ev_timer *fail_timer;  /* then ends the process */
     struct tls_server *tls;       /* NULL without tls_cert_file */
     struct userdb *users;         /* NULL without users_file */
     struct sender_login *senders; /* NULL without sender_login_maps */
@@ -276,6 +277,30 @@ static void spool_wake(void *arg)
 {
     struct daemon *d = arg;
     ev_async_signal(d->spool_wake);
+}
+
+/* The start-up sweep of Maildir tmp/ directories, run on a delivery worker. */
+struct tmp_sweep {
+    const char *root;     /* maildir_root (the daemon's cfg outlives the workers) */
+    const char *hostname; /* the name in Tern's file names */
+    int64_t started_us;   /* files of this run are not older */
+    size_t removed;       /* result */
+};
+
+static void tmp_sweep_work(void *arg)
+{
+    struct tmp_sweep *w = arg;
+    w->removed = maildir_sweep_tmp(w->root, w->hostname, w->started_us);
+}
+
+static void tmp_sweep_done(void *arg)
+{
+    struct tmp_sweep *w = arg;
+    if (w->removed)
+        log_info("event=maildir_tmp_swept removed=%zu note=\"files of deliveries cut short "
+                 "by a stop\"",
+                 w->removed);
+    free(w);
 }
 
 static void queue_message(void *arg, spool_id id, const struct spool_envelope *env)
@@ -810,6 +835,8 @@ static int cmd_serve(int argc, char **argv)
     load_users(&d, true);
     load_senders(&d, true);
 
+    /* before any delivery: what is older in a tmp/ is a leftover */
+    int64_t started_us = now_real_us();
     d.loop = ev_loop_new();
     d.spool_wake = ev_async_new(d.loop, on_spool_wake, &d);
     struct spool_config scfg = {.dir = d.cfg->spool_dir,
@@ -870,6 +897,10 @@ static int cmd_serve(int argc, char **argv)
     privileges_prepare(&d);
     privileges_drop(&d);
     spool_foreach(d.spool, queue_message, &d);
+    struct tmp_sweep *sweep = xcalloc(1, sizeof *sweep);
+    *sweep = (struct tmp_sweep){
+        .root = d.cfg->maildir_root, .hostname = d.cfg->hostname, .started_us = started_us};
+    ev_workers_submit(d.workers, tmp_sweep_work, tmp_sweep_done, sweep);
     d.stop_timer = ev_timer_new(d.loop, on_stop_timer, &d);
     ev_on_signal(d.loop, SIGTERM, on_signal, &d);
     ev_on_signal(d.loop, SIGINT, on_signal, &d);

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -204,4 +205,84 @@ void maildir_deliver_batch(struct maildir_delivery **d, size_t n)
             if (!d[j]->error && strcmp(d[j]->dir, d[i]->dir) == 0)
                 fail(d[j], err, false, "cannot fsync new/");
     }
+}
+
+/* Maildir's own rule for readers: tmp/ files untouched this long are dead. */
+#define TMP_STALE_SECONDS (36 * 3600)
+
+/* Is name one Tern makes ("SECS.MUSECSPpidQseq.hostname")? */
+static bool tern_tmp_name(const char *name, const char *hostname)
+{
+    const char *m = strchr(name, '.');
+    if (!m || m == name || m[1] != 'M')
+        return false;
+    const char *p = strchr(m, 'P'), *q = p ? strchr(p, 'Q') : NULL;
+    const char *dot = q ? strchr(q, '.') : NULL;
+    return dot && strcmp(dot + 1, hostname) == 0;
+}
+
+/* Sweep one <dir>/tmp. */
+static size_t sweep_one(const char *dir, const char *hostname, int64_t started_us, int64_t now_us)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+    int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dfd < 0)
+        return 0;
+    DIR *dp = fdopendir(dfd);
+    if (!dp) {
+        close(dfd);
+        return 0;
+    }
+    size_t removed = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        struct stat st;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        int64_t m = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
+        int64_t c = (int64_t)st.st_ctim.tv_sec * 1000000 + st.st_ctim.tv_nsec / 1000;
+        int64_t changed = m > c ? m : c;
+        bool ours = tern_tmp_name(e->d_name, hostname) && changed < started_us;
+        /* the specification's "not accessed": neither read nor written */
+        int64_t a = (int64_t)st.st_atim.tv_sec * 1000000 + st.st_atim.tv_nsec / 1000;
+        int64_t used = m > a ? m : a;
+        bool stale = used + (int64_t)TMP_STALE_SECONDS * 1000000 < now_us;
+        if ((ours || stale) && unlinkat(dfd, e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(dp);
+    return removed;
+}
+
+size_t maildir_sweep_tmp(const char *root, const char *hostname, int64_t started_us)
+{
+    int64_t now = now_real_us();
+    size_t removed = 0;
+    DIR *domains = opendir(root);
+    if (!domains)
+        return 0;
+    struct dirent *d;
+    while ((d = readdir(domains)) != NULL) {
+        if (d->d_name[0] == '.')
+            continue;
+        char ddir[600];
+        snprintf(ddir, sizeof ddir, "%s/%s", root, d->d_name);
+        DIR *users = opendir(ddir);
+        if (!users)
+            continue;
+        struct dirent *u;
+        while ((u = readdir(users)) != NULL) {
+            if (u->d_name[0] == '.')
+                continue;
+            char udir[900];
+            snprintf(udir, sizeof udir, "%s/%s", ddir, u->d_name);
+            removed += sweep_one(udir, hostname, started_us, now);
+        }
+        closedir(users);
+    }
+    closedir(domains);
+    return removed;
 }

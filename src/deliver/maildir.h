@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct spool_body;
 
@@ -41,5 +42,17 @@ struct maildir_delivery {
 
 /* Deliver every entry of d[0..n); each gets its own result. */
 void maildir_deliver_batch(struct maildir_delivery **d, size_t n);
+
+/*
+ * Remove what killed deliveries left in tmp/ (a delivery interrupted between
+ * creating its file and the rename into new/) from every Maildir under root
+ * (<root>/<domain>/<local>/tmp): files named by Tern on this host
+ * ("...P<pid>Q<seq>.<hostname>") last changed before `started_us` (the
+ * start of this run in microseconds since the epoch: no delivery of this run
+ * is older), and, as the Maildir specification asks of readers,
+ * any file neither read nor written for 36 hours. Blocking: call from a worker thread.
+ * Returns the number of files removed (errors are skipped).
+ */
+size_t maildir_sweep_tmp(const char *root, const char *hostname, int64_t started_us);
 
 #endif

@@ -42,10 +42,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RETRY_MIN 60         /* seconds before the first retry of a local delivery */
-#define RETRY_MAX (4 * 3600) /* longest wait between attempts */
-#define BATCH_MAX 16         /* deliveries handed to one worker at once */
-#define RELAY_RCPT_MAX 100   /* recipients of one message sent in one transaction */
+/* Seconds before the first retry of a local delivery at most: a Maildir that
+   could not be written (a full disk, a quota) is usually soon writable again,
+   so retry_min applies only when it is shorter. retry_max is the ceiling. */
+#define LOCAL_RETRY_MIN 60
+#define BATCH_MAX 16       /* deliveries handed to one worker at once */
+#define RELAY_RCPT_MAX 100 /* recipients of one message sent in one transaction */
 
 /* One delivery of one recipient of one message. */
 struct item {
@@ -553,7 +555,8 @@ static void deliver_outcome(struct sched *s, struct item *it)
                  it->id, it->mailbox, delay, it->md.text);
         item_free(it);
     } else {
-        uint32_t wait = sched_backoff(attempts, RETRY_MIN, RETRY_MAX);
+        uint32_t first = s->cfg->retry_min < LOCAL_RETRY_MIN ? s->cfg->retry_min : LOCAL_RETRY_MIN;
+        uint32_t wait = sched_backoff(attempts, first, s->cfg->retry_max);
         metrics_inc(M_DELIVERIES, METRICS_DELIVERY_DEFERRED, METRICS_DEST_LOCAL);
         snprintf(status, sizeof status, "dsn=4.3.0 %s", it->md.text);
         spool_set_rcpt(s->sp, it->id, it->idx, SPOOL_RCPT_DEFERRED, attempts, now + wait, status);

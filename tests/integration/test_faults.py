@@ -283,6 +283,21 @@ def test_maildir_failure_defers(faulty, rule, what):
         assert re.search(rb"\r\n\r\n", d), "partial file %s" % p
 
 
+def test_maildir_retry_follows_retry_min(faulty):
+    """A deferred local delivery is retried after the smaller of retry_min and
+    a minute (retry_max is the ceiling): with retry_min = 2s the message
+    arrives a few seconds after the failure, not a minute later."""
+    f = faulty({"retry_min": "2s", "retry_max": "4s"})
+    s = f.srv
+    f.arm("write ENOSPC path=%s count=1" % s.maildir_root)
+    tok, r = send(s, DEMO, size=5000)
+    expect(r, 250)
+    line = s.wait_log(r"to=<%s> relay=maildir .*status=deferred" % DEMO, timeout=10)
+    assert "retry_in=2s" in line, line
+    s.wait_token(tok, timeout=15)
+    assert len(f.faults()) == 1
+
+
 # -- fsyncgate: data written before a failed fdatasync -------------------------
 
 def test_sync_failure_then_ack_of_data_written_before_it(faulty):
