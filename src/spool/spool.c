@@ -107,7 +107,9 @@ struct copyset {
     uint64_t len; /* sum of extent lengths */
     struct segref *refs;
     size_t nref, refcap;
-    bool broken; /* recovery: chunk offsets were not contiguous */
+    bool broken;  /* recovery: chunk offsets were not contiguous */
+    bool remnant; /* recovery: the copy's start was in a segment freed since (so
+                     it was dead then: removed, or replaced by a later copy) */
 };
 
 enum msg_state {
@@ -165,7 +167,7 @@ struct spool {
     bool stop;
     bool flush_req;
     atomic_bool sync_failed; /* a pass failed: the loop rotates (read without mu) */
-    bool broken; /* a sync failed once: nothing is durable any more (mu) */
+    bool broken;             /* a sync failed once: nothing is durable any more (mu) */
     uint64_t wpos, dpos;
     struct segment **dirty;
     size_t ndirty, dirtycap;
@@ -175,6 +177,7 @@ struct spool {
     struct segment *spare; /* next segment, created ahead by the flusher */
     bool spare_req, spare_busy;
     uint64_t cur_seq;
+    size_t recovery_skipped, recovery_old_copies; /* spool_stats: what recovery found */
     int64_t wake_at_ms; /* monotonic time to wake the loop for compaction; 0: none */
     int64_t lazy_at_ms; /* monotonic time by which to flush lazy records; 0: none */
     uint64_t flushes, commits_flushed;
@@ -818,6 +821,8 @@ static const uint8_t *reader_get(struct scan_reader *r, uint64_t off, size_t n, 
 
 struct recovery {
     size_t skipped;        /* ENVELOPEs not accepted */
+    size_t remnants;       /* copies whose start was in a freed segment */
+    bool freed_before;     /* the segment being scanned has freed ones before it */
     uint64_t trunc_seq;    /* last segment: where its valid records end ... */
     uint64_t trunc_off;    /* ... when invalid octets followed */
     const char *trunc_why; /* NULL: clean end */
@@ -849,13 +854,28 @@ static void rec_apply(struct spool *sp, struct segment *seg, uint64_t off,
         struct copyset *cs = m->pend;
         if (h->offset == 0) {
             cs_release(cs, 0); /* a new copy starts: an interrupted one is garbage */
+            cs->broken = cs->remnant = false;
         } else if (cs->broken || h->offset != cs->len) {
-            if (!cs->broken)
+            if (!cs->broken && cs->len == 0 && rs->freed_before) {
+                /* The first record of this copy is the middle of it, and
+                   segments before this one were freed: its start was in one
+                   of them, and a segment is freed only when nothing live is
+                   left in it. The rest of an old copy, not a loss. */
+                cs->remnant = true;
+                rs->remnants++;
+                log_debug("event=spool_remnant id=%016" PRIX64 " seg=%016" PRIx64 " offset=%" PRIu64
+                          " note=\"the start of this copy was in a freed "
+                          "segment\"",
+                          h->id, seg->seq, h->offset);
+            } else if (!cs->broken) {
                 log_warn("event=spool_chunk_gap id=%016" PRIX64 " seg=%016" PRIx64
                          " offset=%" PRIu64 " expected=%" PRIu64,
                          h->id, seg->seq, h->offset, cs->len);
+            }
+            bool remnant = cs->remnant;
             cs_release(cs, 0);
             cs->broken = true;
+            cs->remnant = remnant;
             break;
         }
         cs_touch(cs, seg, total);
@@ -875,6 +895,14 @@ static void rec_apply(struct spool *sp, struct segment *seg, uint64_t off,
         }
         bool broken = m && m->pend && m->pend->broken;
         uint64_t have = m && m->pend ? m->pend->len : 0;
+        if (broken && m->pend->remnant) {
+            log_debug("event=spool_remnant_skipped id=%016" PRIX64 " seg=%016" PRIx64
+                      " offset=%" PRIu64 "%s",
+                      h->id, seg->seq, off, m->state == MSG_LIVE ? " kept=previous_copy" : "");
+            record_envelope_free(&env);
+            rec_drop_pending(m);
+            break;
+        }
         if (broken || env.size != have) {
             log_error("event=spool_message_skipped id=%016" PRIX64 " seg=%016" PRIx64
                       " offset=%" PRIu64 " reason=size_mismatch size=%" PRIu64 " data=%" PRIu64
@@ -1133,6 +1161,9 @@ static int recover(struct spool *sp, char *err, size_t errlen)
     struct scan_reader r = {0};
     int e = 0;
     for (size_t i = 0; i < sp->nsegs && !e; i++) {
+        /* segments are numbered from 1 without gaps: fewer before this one
+           than its number says means some were freed (or set aside) */
+        rs.freed_before = sp->segs[i]->seq > (uint64_t)i + 1;
         e = rec_scan(sp, sp->segs[i], &r, &rs);
         if (e)
             snprintf(err, errlen, "%s/" SEG_PREFIX "%016" PRIx64 ": read: %s", sp->dir,
@@ -1215,9 +1246,11 @@ static int recover(struct spool *sp, char *err, size_t errlen)
     char trunc[64] = "none";
     if (rs.trunc_why)
         snprintf(trunc, sizeof trunc, "%016" PRIx64 ":%" PRIu64, rs.trunc_seq, rs.trunc_off);
+    sp->recovery_skipped = rs.skipped;
+    sp->recovery_old_copies = rs.remnants;
     log_info("event=spool_recovered dir=%s messages=%zu segments=%zu freed=%zu skipped=%zu "
-             "truncated_at=%s%s%s%s",
-             sp->dir, sp->nlive, sp->nsegs, found - sp->nsegs, rs.skipped, trunc,
+             "old_copies=%zu truncated_at=%s%s%s%s",
+             sp->dir, sp->nlive, sp->nsegs, found - sp->nsegs, rs.skipped, rs.remnants, trunc,
              rs.trunc_why ? " reason=" : "", rs.trunc_why ? rs.trunc_why : "",
              zeroed ? " tail=zeroed" : "");
     return 0;
@@ -1872,4 +1905,6 @@ void spool_get_stats(struct spool *sp, struct spool_stats *st)
     st->flushes = sp->flushes;
     st->commits_flushed = sp->commits_flushed;
     unlock(sp);
+    st->recovery_skipped = sp->recovery_skipped;
+    st->recovery_old_copies = sp->recovery_old_copies;
 }

@@ -172,6 +172,9 @@ struct spool_stats {
     uint64_t bytes_on_disk;
     uint64_t flushes;         /* fdatasync calls */
     uint64_t commits_flushed; /* commits made durable */
+    /* what recovery at open found: */
+    size_t recovery_skipped;    /* envelopes not accepted (damage, or a copy left incomplete) */
+    size_t recovery_old_copies; /* rests of copies whose start was in a freed segment */
 };
 void spool_get_stats(struct spool *sp, struct spool_stats *st);
 

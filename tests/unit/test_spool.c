@@ -765,6 +765,43 @@ static void test_body_pins_segment(void **state)
     free(data);
 }
 
+/* A message whose first chunks were in a segment freed after its removal,
+   while a later segment with its last chunks and envelope stays for another
+   message: recovery finds the rest of an old copy, not damage. */
+static void test_remnant_of_freed_segment(void **state)
+{
+    struct ctx *c = *state;
+    uint8_t *xd = content(70000, 21), *yd = content(50000, 22);
+    struct spool_envelope *xe = make_env(1, 70000), *ye = make_env(2, 50000);
+    spool_id x = store(c, xd, 70000, 8000, xe);
+    spool_id y = store(c, yd, 50000, 8000, ye);
+    wait_commits(c, 2);
+    uint64_t first;
+    assert_int_equal(count_segment_files(c->dir, &first), 3); /* 1, 2 and the spare */
+    assert_int_equal(first, 1);
+    assert_int_equal(spool_remove(c->sp, x), 0);
+    int64_t deadline = now_mono_ms() + 10000;
+    while (count_segment_files(c->dir, &first), first == 1) {
+        if (now_mono_ms() > deadline)
+            fail_msg("segment 1 was not freed");
+        pump(c, 50);
+    }
+    assert_int_equal(first, 2); /* Y keeps segment 2, with X's last chunks in it */
+    reopen(c);
+    struct spool_stats st;
+    spool_get_stats(c->sp, &st);
+    assert_int_equal(st.recovery_old_copies, 1);
+    assert_int_equal(st.recovery_skipped, 0);
+    assert_int_equal(st.live_messages, 1);
+    assert_null(spool_get(c->sp, x));
+    assert_env_eq(spool_get(c->sp, y), ye);
+    assert_body(c->sp, y, yd, 50000);
+    free_env(xe);
+    free_env(ye);
+    free(xd);
+    free(yd);
+}
+
 static void test_compaction(void **state)
 {
     struct ctx *c = *state;
@@ -1094,6 +1131,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_segments_freed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_pins_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remnant_of_freed_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_grow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_middle_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_before_rotation, setup, teardown),
