@@ -144,6 +144,10 @@ enum record_result record_header_decode(const uint8_t *buf, size_t avail, struct
         if (h->len != 0 || h->offset != 0)
             return RECORD_BAD_HEADER;
         break;
+    case RECORD_SYNCED:
+        if (h->len != 0 || h->id == 0)
+            return RECORD_BAD_HEADER;
+        break;
     case RECORD_HOLD:
         if (h->len != 1 || h->offset != 0)
             return RECORD_BAD_HEADER;

@@ -16,7 +16,11 @@
  * Payloads: CHUNK holds message data; ENVELOPE an encoded struct
  * spool_envelope (record_envelope_encode) and commits the message; RCPT one
  * recipient's new state (record_rcpt_encode); REMOVE is empty; HOLD one octet,
- * 1 when the operator holds the message and 0 when he releases it.
+ * 1 when the operator holds the message and 0 when he releases it. SYNCED
+ * (empty) uses the id and offset fields for a journal position, segment
+ * number and offset: the journal was durable up to there when the mark was
+ * written, so recovery can tell a torn write nobody was told about from lost
+ * data that was synced.
  *
  * Decoders accept any bytes: every length and count is checked against the
  * bytes present and against fixed limits before anything is allocated.
@@ -47,6 +51,8 @@ enum record_type {
     RECORD_RCPT = 3,     /* one recipient's new state */
     RECORD_REMOVE = 4,   /* the message is finished; payload empty */
     RECORD_HOLD = 5,     /* held (payload 1) or released (0) by the operator */
+    RECORD_SYNCED = 6,   /* a sync mark: everything before segment `id`, offset
+                            `offset` was on disk when it was written; payload empty */
 };
 
 /* Result of parsing a record header or a whole record. */

@@ -169,6 +169,9 @@ struct spool {
     atomic_bool sync_failed; /* a pass failed: the loop rotates (read without mu) */
     bool broken;             /* a sync failed once: nothing is durable any more (mu) */
     uint64_t wpos, dpos;
+    /* The journal position (segment, offset) of wpos and of dpos, for sync
+       marks: records before (d_seq, d_end) are durable. */
+    uint64_t w_seq, w_end, d_seq, d_end;
     struct segment **dirty;
     size_t ndirty, dirtycap;
     struct waitq waiting, done;
@@ -177,7 +180,9 @@ struct spool {
     struct segment *spare; /* next segment, created ahead by the flusher */
     bool spare_req, spare_busy;
     uint64_t cur_seq;
+    uint64_t mark_wpos; /* loop: wpos just after the last sync mark written */
     size_t recovery_skipped, recovery_old_copies; /* spool_stats: what recovery found */
+    size_t recovery_damaged, recovery_unsynced_tears;
     int64_t wake_at_ms; /* monotonic time to wake the loop for compaction; 0: none */
     int64_t lazy_at_ms; /* monotonic time by which to flush lazy records; 0: none */
     uint64_t flushes, commits_flushed;
@@ -415,6 +420,8 @@ static uint64_t note_written(struct spool *sp, struct segment *seg, uint64_t byt
 {
     lock(sp);
     sp->wpos += bytes;
+    sp->w_seq = seg->seq;
+    sp->w_end = seg->end;
     if (!seg->dirty) {
         seg->dirty = true;
         seg->refs++;
@@ -608,7 +615,7 @@ static void flush_pass(struct spool *sp)
 {
     sp->flush_req = false;
     sp->lazy_at_ms = 0;
-    uint64_t target = sp->wpos;
+    uint64_t target = sp->wpos, t_seq = sp->w_seq, t_end = sp->w_end;
     size_t n = sp->ndirty;
     struct segment **list = NULL;
     if (n > 0) {
@@ -655,6 +662,8 @@ static void flush_pass(struct spool *sp)
         target = UINT64_MAX;
     } else if (target > sp->dpos) {
         sp->dpos = target;
+        sp->d_seq = t_seq;
+        sp->d_end = t_end;
     }
     size_t moved = 0;
     struct waitq *q = &sp->waiting;
@@ -823,6 +832,8 @@ struct recovery {
     size_t skipped;        /* ENVELOPEs not accepted */
     size_t remnants;       /* copies whose start was in a freed segment */
     bool freed_before;     /* the segment being scanned has freed ones before it */
+    uint64_t mark_seq;     /* the furthest sync mark read: the journal was durable */
+    uint64_t mark_end;     /* up to this segment and offset (0, 0: no mark) */
     uint64_t trunc_seq;    /* last segment: where its valid records end ... */
     uint64_t trunc_off;    /* ... when invalid octets followed */
     const char *trunc_why; /* NULL: clean end */
@@ -842,6 +853,13 @@ static void rec_apply(struct spool *sp, struct segment *seg, uint64_t off,
                       const struct record_header *h, const uint8_t *payload, struct recovery *rs)
 {
     uint64_t total = RECORD_HEADER_SIZE + (uint64_t)h->len;
+    if (h->type == RECORD_SYNCED) {
+        if (h->id > rs->mark_seq || (h->id == rs->mark_seq && h->offset > rs->mark_end)) {
+            rs->mark_seq = h->id;
+            rs->mark_end = h->offset;
+        }
+        return;
+    }
     if (h->id > sp->last_id)
         sp->last_id = h->id;
     struct msg *m = msg_find(sp, h->id);
@@ -1195,8 +1213,31 @@ static int recover(struct spool *sp, char *err, size_t errlen)
     for (size_t i = 0; i < sp->nsegs && !e; i++) {
         struct segment *seg = sp->segs[i];
         bool torn = seg->scan_res != RECORD_END;
+        /* Before the furthest sync mark, everything was on disk once: an
+           invalid record there is data lost after it was synced. */
+        bool synced =
+            torn && (seg->seq < rs.mark_seq || (seg->seq == rs.mark_seq && seg->end < rs.mark_end));
+        if (synced)
+            log_error("event=spool_synced_data_lost seg=%016" PRIx64 " offset=%" PRIu64
+                      " reason=%s synced_to=%016" PRIx64 ":%" PRIu64
+                      " note=\"the disk lost data it had reported synced\"",
+                      seg->seq, seg->end, record_result_name(seg->scan_res), rs.mark_seq,
+                      rs.mark_end);
+        if (torn && i < tail && !synced && rs.mark_seq != 0) {
+            /* Past the last sync: a write torn by a power failure while the
+               writes after it (in later segments, a rotation does not sync)
+               were not synced either. Nobody was told any of it is stored. */
+            log_warn("event=spool_unsynced_tear seg=%016" PRIx64 " offset=%" PRIu64
+                     " reason=%s synced_to=%016" PRIx64 ":%" PRIu64
+                     " note=\"writes not yet synced when Tern stopped; nothing acknowledged\"",
+                     seg->seq, seg->end, record_result_name(seg->scan_res), rs.mark_seq,
+                     rs.mark_end);
+            sp->recovery_unsynced_tears++;
+            continue;
+        }
         if (torn && i < tail) {
             seg->damaged = true;
+            sp->recovery_damaged++;
             log_error("event=spool_segment_damaged seg=%016" PRIx64 " offset=%" PRIu64
                       " reason=%s note=records_after_this_point_ignored",
                       seg->seq, seg->end, record_result_name(seg->scan_res));
@@ -1778,6 +1819,24 @@ bool spool_broken(struct spool *sp)
     return b;
 }
 
+/* After a pass made records other than the last mark durable, append a mark
+   saying how far the journal is synced (see record.h). It rides along with
+   the next flush; a pass that synced only the mark writes no new one. The
+   mark is advice for recovery: a failure to write it is the next record's
+   failure too, and changes nothing here. */
+static void write_sync_mark(struct spool *sp)
+{
+    lock(sp);
+    uint64_t dpos = sp->dpos, seq = sp->d_seq, end = sp->d_end;
+    bool broken = sp->broken;
+    unlock(sp);
+    if (broken || seq == 0 || dpos <= sp->mark_wpos)
+        return;
+    uint64_t pos = 0;
+    if (write_record(sp, RECORD_SYNCED, seq, end, NULL, 0, NULL, NULL, FLUSH_NONE, &pos) == 0)
+        sp->mark_wpos = pos;
+}
+
 void spool_run_completions(struct spool *sp)
 {
     lock(sp);
@@ -1792,6 +1851,7 @@ void spool_run_completions(struct spool *sp)
             w->cb(w->arg, w->id, w->err);
     }
     free(done.w);
+    write_sync_mark(sp);
     free_segments(sp, false);
     compact(sp);
 }
@@ -1907,4 +1967,6 @@ void spool_get_stats(struct spool *sp, struct spool_stats *st)
     unlock(sp);
     st->recovery_skipped = sp->recovery_skipped;
     st->recovery_old_copies = sp->recovery_old_copies;
+    st->recovery_damaged = sp->recovery_damaged;
+    st->recovery_unsynced_tears = sp->recovery_unsynced_tears;
 }

@@ -173,8 +173,10 @@ struct spool_stats {
     uint64_t flushes;         /* fdatasync calls */
     uint64_t commits_flushed; /* commits made durable */
     /* what recovery at open found: */
-    size_t recovery_skipped;    /* envelopes not accepted (damage, or a copy left incomplete) */
-    size_t recovery_old_copies; /* rests of copies whose start was in a freed segment */
+    size_t recovery_skipped;        /* envelopes not accepted (damage, or a copy left incomplete) */
+    size_t recovery_old_copies;     /* rests of copies whose start was in a freed segment */
+    size_t recovery_damaged;        /* segments with an invalid record before the last sync */
+    size_t recovery_unsynced_tears; /* torn writes past the last sync in an earlier segment */
 };
 void spool_get_stats(struct spool *sp, struct spool_stats *st);
 

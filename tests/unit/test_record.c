@@ -57,6 +57,7 @@ static void test_round_trip(void **state)
         {RECORD_RCPT, 7, 0, 21},
         {RECORD_REMOVE, 9, 0, 0},
         {RECORD_HOLD, 11, 0, 1},
+        {RECORD_SYNCED, 3, 123456, 0}, /* a sync mark: segment 3, offset 123456 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *buf = make_record(cases[i].type, cases[i].id, cases[i].offset, big, cases[i].len);
@@ -649,6 +650,19 @@ static void test_payload_max(void **state)
     assert_int_equal(record_payload_max(RECORD_ENVELOPE), RECORD_ENVELOPE_MAX);
     assert_true(record_payload_max(RECORD_RCPT) > RECORD_STRING_MAX);
     assert_int_equal(record_payload_max(RECORD_REMOVE), 0);
+    assert_int_equal(record_payload_max(RECORD_SYNCED), 0);
+    {
+        /* a sync mark names a segment (numbered from 1) and carries nothing */
+        uint8_t none[4] = {0};
+        struct record_header h;
+        const uint8_t *p;
+        uint8_t *b = make_record(RECORD_SYNCED, 0, 10, none, 0);
+        assert_int_equal(record_parse(b, RECORD_HEADER_SIZE, &h, &p), RECORD_BAD_HEADER);
+        free(b);
+        b = make_record(RECORD_SYNCED, 2, 10, none, 4);
+        assert_int_equal(record_parse(b, RECORD_HEADER_SIZE + 4, &h, &p), RECORD_BAD_HEADER);
+        free(b);
+    }
     assert_int_equal(record_payload_max(RECORD_HOLD), 1);
     assert_int_equal(record_payload_max(0), 0);
     assert_int_equal(record_payload_max(200), 0);

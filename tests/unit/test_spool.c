@@ -318,13 +318,42 @@ static void last_record(const char *path, uint64_t *start, uint64_t *end)
     uint64_t off = 0, prev = 0;
     struct record_header h;
     const uint8_t *p;
+    uint64_t last_end = 0;
     while (record_parse(buf + off, (size_t)st.st_size - off, &h, &p) == RECORD_OK) {
-        prev = off;
+        if (h.type != RECORD_SYNCED) { /* the last message record, not a sync mark */
+            prev = off;
+            last_end = off + RECORD_HEADER_SIZE + h.len;
+        }
         off += RECORD_HEADER_SIZE + h.len;
     }
     free(buf);
     *start = prev;
-    *end = off;
+    *end = last_end;
+}
+
+/* Offset of the first record of message id in the segment file at path. */
+static uint64_t first_record_of(const char *path, spool_id id)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    fstat(fd, &st);
+    uint8_t *buf = malloc((size_t)st.st_size);
+    assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    uint64_t off = 0;
+    struct record_header h;
+    const uint8_t *p;
+    while (record_parse(buf + off, (size_t)st.st_size - off, &h, &p) == RECORD_OK) {
+        if (h.type != RECORD_SYNCED && h.id == id) {
+            free(buf);
+            return off;
+        }
+        off += RECORD_HEADER_SIZE + h.len;
+    }
+    free(buf);
+    fail_msg("no record of %016" PRIx64 " in %s", id, path);
+    return 0;
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -926,6 +955,52 @@ static void test_damaged_middle_segment(void **state)
     free(data);
 }
 
+/* A power failure tore a write in a segment before the last one, past the
+   last sync mark: the writes after it were not synced either (a rotation does
+   not sync), and nobody was told they were stored. Not damage: the segment is
+   not set aside, the committed message before the mark is whole. */
+static void test_unsynced_tear_before_last_segment(void **state)
+{
+    struct ctx *c = *state;
+    uint8_t *xd = content(30000, 31), *ud = content(100000, 32);
+    struct spool_envelope *xe = make_env(1, 30000);
+    spool_id x = store(c, xd, 30000, 8000, xe);
+    wait_commits(c, 1); /* the sync mark after x is written with its completion */
+    uint64_t first;
+    count_segment_files(c->dir, &first);
+    spool_id u = spool_new_id(c->sp); /* appended, never committed: spans a rotation */
+    for (size_t off = 0; off < 100000; off += 8000)
+        assert_int_equal(
+            spool_append(c->sp, u, ud + off, 100000 - off < 8000 ? 100000 - off : 8000), 0);
+    spool_close(c->sp);
+    c->sp = NULL;
+    assert_true(last_segment(c->dir) > first + 1 || count_segment_files(c->dir, NULL) >= 2);
+    char path[600];
+    seg_path(path, sizeof path, c->dir, first);
+    uint64_t at = first_record_of(path, u);
+    int fd = open(path, O_RDWR);
+    static const uint8_t zeros[100];
+    assert_int_equal(pwrite(fd, zeros, sizeof zeros, (off_t)at + 40), (ssize_t)sizeof zeros);
+    close(fd);
+
+    open_spool(c);
+    struct spool_stats st;
+    spool_get_stats(c->sp, &st);
+    assert_int_equal(st.recovery_unsynced_tears, 1);
+    assert_int_equal(st.recovery_damaged, 0);
+    assert_env_eq(spool_get(c->sp, x), xe);
+    assert_body(c->sp, x, xd, 30000);
+    assert_null(spool_get(c->sp, u));
+    spool_foreach(c->sp, foreach_remove, c);
+    wait_segments(c, 1, 2);
+    char aside[600];
+    snprintf(aside, sizeof aside, "%s/corrupt-seg-%016" PRIx64, c->dir, first);
+    assert_int_equal(access(aside, F_OK), -1); /* freed like any other, not set aside */
+    free_env(xe);
+    free(xd);
+    free(ud);
+}
+
 /* A crash just after a rotation: the torn write is in the second-to-last
    segment and the last is empty. That is a torn tail, not damage. */
 static void test_torn_before_rotation(void **state)
@@ -1135,6 +1210,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ids_grow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_middle_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_before_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsynced_tear_before_last_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readers_on_threads, setup, teardown),
