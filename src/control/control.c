@@ -421,7 +421,7 @@ static void collect_one(void *arg, spool_id id, const struct spool_envelope *env
         return;
     if (cx->n == cx->cap) {
         cx->cap = cx->cap ? 2 * cx->cap : 64;
-        cx->ids = xrealloc(cx->ids, cx->cap * sizeof *cx->ids);
+        cx->ids = xreallocarray(cx->ids, cx->cap, sizeof *cx->ids);
     }
     cx->ids[cx->n++] = id;
 }
@@ -819,7 +819,7 @@ static void cmd_submit_rcpt(struct cconn *cc, const json_t *args)
         }
         if (s->nrcpt == s->rcpt_cap) {
             s->rcpt_cap = s->rcpt_cap ? 2 * s->rcpt_cap : 8;
-            s->rcpt = xrealloc(s->rcpt, s->rcpt_cap * sizeof *s->rcpt);
+            s->rcpt = xreallocarray(s->rcpt, s->rcpt_cap, sizeof *s->rcpt);
         }
         struct sub_rcpt *r = &s->rcpt[s->nrcpt++];
         r->addr = leaves[i];

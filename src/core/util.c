@@ -34,6 +34,11 @@ void *xrealloc(void *p, size_t n)
     return q;
 }
 
+void *xmallocarray(size_t n, size_t size)
+{
+    return xreallocarray(NULL, n, size);
+}
+
 void *xreallocarray(void *p, size_t n, size_t size)
 {
     size_t total;

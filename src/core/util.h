@@ -12,8 +12,9 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
-/* xrealloc of an array of n elements of `size` octets; n * size passing
-   SIZE_MAX panics like exhaustion does. */
+/* xmalloc / xrealloc of an array of n elements of `size` octets; n * size
+   passing SIZE_MAX panics like exhaustion does. */
+void *xmallocarray(size_t n, size_t size);
 void *xreallocarray(void *p, size_t n, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);

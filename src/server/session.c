@@ -515,7 +515,7 @@ static const struct smtp_status *msa_check_from(struct session *s, char *who, si
         return &two_from;
     if (t->hdr->from_truncated)
         return &bad_from;
-    char(*addrs)[SMTP_PATH_MAX + 1] = xmalloc(SMTP_ADDR_LIST_MAX * sizeof *addrs);
+    char(*addrs)[SMTP_PATH_MAX + 1] = xmallocarray(SMTP_ADDR_LIST_MAX, sizeof *addrs);
     int n = smtp_addr_list_parse(t->hdr->from, t->hdr->from_len, addrs, SMTP_ADDR_LIST_MAX);
     const struct smtp_status *st = n < 0 ? &bad_from : NULL;
     for (int i = 0; i < n && !st; i++) {
@@ -899,7 +899,7 @@ static void tx_add_rcpt(struct tx *t, char *addr, const char *given, unsigned no
     }
     if (t->nrcpt == t->rcpt_cap) {
         t->rcpt_cap = t->rcpt_cap ? t->rcpt_cap * 2 : 4;
-        t->rcpt = xrealloc(t->rcpt, t->rcpt_cap * sizeof *t->rcpt);
+        t->rcpt = xreallocarray(t->rcpt, t->rcpt_cap, sizeof *t->rcpt);
     }
     struct tx_rcpt *r = &t->rcpt[t->nrcpt++];
     r->addr = addr;

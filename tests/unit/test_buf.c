@@ -60,7 +60,10 @@ static void test_size_arith(void **state)
     assert_false(size_add(SIZE_MAX, 1, &r));
     assert_true(size_mul(SIZE_MAX / 2, 2, &r));
     assert_false(size_mul(SIZE_MAX / 2 + 1, 2, &r));
-    void *p = xreallocarray(NULL, 4, sizeof(int));
+    int *p = xmallocarray(4, sizeof *p);
+    p[3] = 1;
+    p = xreallocarray(p, 8, sizeof *p);
+    assert_int_equal(p[3], 1);
     free(p);
 }
 
