@@ -73,6 +73,10 @@
 #define FEED_SIZE 32768
 /* Input buffered per connection before reading pauses. */
 #define MAX_INPUT (256 * 1024)
+/* Replies queued for a client that does not read them (it pipelines without
+   end): past this, commands are left unread until the replies drain, so that
+   what a session holds stays bounded (then MAX_INPUT stops reading). */
+#define MAX_OUTPUT (64 * 1024)
 /* Longest delay before the reply to a failed AUTH, in seconds. */
 #define AUTH_DELAY_MAX 5
 
@@ -157,6 +161,7 @@ struct session {
     bool shutting_down; /* server shutdown: close after the transaction in flight */
     bool read_stopped;  /* the read timeout fired during a commit (reading is off) */
     bool expired;       /* session_timeout passed during a commit */
+    bool output_full;   /* MAX_OUTPUT of replies queued: commands wait for on_drain */
     int64_t started_ms;
     char *line;                 /* line buffer, line_cap octets */
     size_t line_cap;            /* max_command_line + 1, or more once AUTH needs SASL lines */
@@ -1453,6 +1458,16 @@ static void session_process(struct session *s)
         switch (s->state) {
         case SESSION_CMD:
         case SESSION_AUTH: {
+            if (ev_conn_output_len(s->conn) >= MAX_OUTPUT) {
+                if (!s->output_full) {
+                    log_info("sid=%s event=output_full client=%s octets=%zu", s->id, s->client,
+                             ev_conn_output_len(s->conn));
+                    /* on_drain goes on; a client that takes nothing meets idle_timeout */
+                    s->output_full = true;
+                    ev_conn_set_write_timeout(s->conn, s->cfg->idle_timeout);
+                }
+                return;
+            }
             bool auth = s->state == SESSION_AUTH;
             size_t max = auth ? SASL_MAX_LINE + 2 : s->cfg->max_command_line;
             long i = ev_conn_input_find(s->conn, '\n', max);
@@ -1601,8 +1616,20 @@ static void on_tls_ready(void *arg)
              s->tlsinfo.version, s->tlsinfo.cipher, s->tlsinfo.bits);
 }
 
+/* The queued replies are sent: commands left unread for MAX_OUTPUT go on. */
+static void on_drain(void *arg)
+{
+    struct session *s = arg;
+    if (!s->output_full)
+        return;
+    s->output_full = false;
+    ev_conn_set_write_timeout(s->conn, 0);
+    if (s->state == SESSION_CMD || s->state == SESSION_AUTH)
+        session_process(s);
+}
+
 static const struct ev_conn_ops conn_ops = {on_read,      on_close, on_timeout,
-                                            on_tls_ready, NULL,     NULL};
+                                            on_tls_ready, NULL,     on_drain};
 
 static bool sockaddr_is_loopback(const struct sockaddr *sa)
 {
