@@ -75,7 +75,7 @@ static void sl_line(void *arg, const struct cfg_lline *l)
             bad = true;
             continue;
         }
-        e.logins = xrealloc(e.logins, (e.nlogins + 1) * sizeof *e.logins);
+        e.logins = xreallocarray(e.logins, e.nlogins + 1, sizeof *e.logins);
         e.logins[e.nlogins] = xstrndup(t, n);
         ascii_lower(e.logins[e.nlogins++]);
     }
@@ -88,7 +88,7 @@ static void sl_line(void *arg, const struct cfg_lline *l)
         entry_free(&e);
         return;
     }
-    p->m->v = xrealloc(p->m->v, (p->m->n + 1) * sizeof *p->m->v);
+    p->m->v = xreallocarray(p->m->v, p->m->n + 1, sizeof *p->m->v);
     p->m->v[p->m->n++] = e;
 }
 

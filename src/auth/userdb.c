@@ -280,7 +280,7 @@ static bool parse_option(struct uparser *p, unsigned line, struct userdb_entry *
                           e->login, CFG_EX(v + t, pos - t));
                 return false;
             }
-            e->networks = xrealloc(e->networks, (e->nnetworks + 1) * sizeof *e->networks);
+            e->networks = xreallocarray(e->networks, e->nnetworks + 1, sizeof *e->networks);
             e->networks[e->nnetworks++] = c;
         }
         if (e->nnetworks == 0) {
@@ -361,8 +361,8 @@ static void user_line(void *arg, const struct cfg_lline *l)
         return;
     }
     struct userdb *db = p->db;
-    db->v = xrealloc(db->v, (db->n + 1) * sizeof *db->v);
-    db->lines = xrealloc(db->lines, (db->n + 1) * sizeof *db->lines);
+    db->v = xreallocarray(db->v, db->n + 1, sizeof *db->v);
+    db->lines = xreallocarray(db->lines, db->n + 1, sizeof *db->lines);
     db->v[db->n] = e;
     db->lines[db->n++] = line;
 }
@@ -381,12 +381,12 @@ static void sort_entries(struct userdb *db)
     size_t n = db->n;
     if (n < 2)
         return;
-    size_t *idx = xmalloc(n * sizeof *idx);
+    size_t *idx = xmallocarray(n, sizeof *idx);
     for (size_t i = 0; i < n; i++)
         idx[i] = i;
     qsort_r(idx, n, sizeof *idx, cmp_index, db);
-    struct userdb_entry *v = xmalloc(n * sizeof *v);
-    unsigned *lines = xmalloc(n * sizeof *lines);
+    struct userdb_entry *v = xmallocarray(n, sizeof *v);
+    unsigned *lines = xmallocarray(n, sizeof *lines);
     for (size_t i = 0; i < n; i++) {
         v[i] = db->v[idx[i]];
         lines[i] = db->lines[idx[i]];

@@ -134,7 +134,7 @@ struct conn {
 
 static void strlist_add(struct strlist *l, const char *s)
 {
-    l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->v = xreallocarray(l->v, l->n + 1, sizeof *l->v);
     l->v[l->n++] = s;
 }
 
@@ -977,12 +977,13 @@ static int prepare(struct job *j)
     for (size_t i = 0; i < na; i++) {
         const char *path = o->attach.v[i];
         size_t len;
-        j->files[i] = read_file(path, SEND_MESSAGE_MAX, &len);
-        if (!j->files[i]) {
+        /* read no more than what is left of SEND_MESSAGE_MAX */
+        j->files[i] = read_file(path, (size_t)(SEND_MESSAGE_MAX - total), &len);
+        if (!j->files[i] && errno != EFBIG) {
             say("cannot read %s: %s", path, strerror(errno));
             return EXIT_FAILED;
         }
-        total += len;
+        total += j->files[i] ? len : SEND_MESSAGE_MAX + 1;
         if (total > SEND_MESSAGE_MAX) {
             say("the attachments pass %llu octets", (unsigned long long)SEND_MESSAGE_MAX);
             return EXIT_FAILED;
@@ -1024,7 +1025,7 @@ static int prepare(struct job *j)
                     lists[l]->v[i]);
                 return EXIT_USAGE;
             }
-            j->rcpts = xrealloc(j->rcpts, (j->nrcpts + 1) * sizeof *j->rcpts);
+            j->rcpts = xreallocarray(j->rcpts, j->nrcpts + 1, sizeof *j->rcpts);
             j->rcpts[j->nrcpts++] = xstrdup(a);
         }
     }

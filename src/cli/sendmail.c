@@ -290,7 +290,7 @@ static int deliver(const struct sendmail_opts *o)
         goto out;
     }
     if (o->extract) {
-        extracted = xmalloc(SENDMAIL_HDR_RCPT_MAX * sizeof *extracted);
+        extracted = xmallocarray(SENDMAIL_HDR_RCPT_MAX, sizeof *extracted);
         char *scratch = xmalloc(hlen + 1);
         long k = sendmail_header_rcpts(head, &hlen, extracted, SENDMAIL_HDR_RCPT_MAX, scratch);
         free(scratch);

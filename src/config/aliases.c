@@ -103,8 +103,8 @@ static void alias_line(void *arg, const struct cfg_lline *l)
                       CFG_EX(t, n));
             bad = true;
         } else {
-            e.targets = xrealloc(e.targets, (e.ntargets + 1) * sizeof *e.targets);
-            lines = xrealloc(lines, (e.ntargets + 1) * sizeof *lines);
+            e.targets = xreallocarray(e.targets, e.ntargets + 1, sizeof *e.targets);
+            lines = xreallocarray(lines, e.ntargets + 1, sizeof *lines);
             e.targets[e.ntargets] = xstrndup(t, n);
             lower_domain(e.targets[e.ntargets]);
             lines[e.ntargets++] = tline;
@@ -120,7 +120,7 @@ static void alias_line(void *arg, const struct cfg_lline *l)
         entry_free(&e);
         return;
     }
-    p->a->v = xrealloc(p->a->v, (p->a->n + 1) * sizeof *p->a->v);
+    p->a->v = xreallocarray(p->a->v, p->a->n + 1, sizeof *p->a->v);
     p->a->v[p->a->n++] = e;
 }
 

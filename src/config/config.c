@@ -60,7 +60,7 @@ static void diag_vadd(struct config_diags *d, const char *file, unsigned line, c
         memcpy(msg + plen, small, (size_t)n + 1);
     else
         vsnprintf(msg + plen, (size_t)n + 1, fmt, ap);
-    d->v = xrealloc(d->v, (d->n + 1) * sizeof *d->v);
+    d->v = xreallocarray(d->v, d->n + 1, sizeof *d->v);
     d->v[d->n].file = xstrdup(file ? file : "");
     d->v[d->n].line = line;
     d->v[d->n].msg = msg;
@@ -137,7 +137,7 @@ static void lline_append(struct cfg_lline *l, const char *s, size_t n, unsigned 
         l->s[l->len++] = ' ';
     if (l->nseg == l->segcap) {
         l->segcap = l->segcap ? l->segcap * 2 : 8;
-        l->seg = xrealloc(l->seg, l->segcap * sizeof *l->seg);
+        l->seg = xreallocarray(l->seg, l->segcap, sizeof *l->seg);
     }
     l->seg[l->nseg].off = l->len;
     l->seg[l->nseg].line = line;
@@ -631,7 +631,7 @@ void cfg_dedup(char **v, unsigned *lines, size_t *n)
 {
     if (*n < 2)
         return;
-    size_t *idx = xmalloc(*n * sizeof *idx);
+    size_t *idx = xmallocarray(*n, sizeof *idx);
     bool *drop = xcalloc(*n, sizeof *drop);
     for (size_t i = 0; i < *n; i++)
         idx[i] = i;
@@ -895,7 +895,7 @@ static void do_listen(struct parser *p, const struct key_def *k, const struct cf
             p->listen_errors = true;
             continue;
         }
-        set.v = xrealloc(set.v, (set.n + 1) * sizeof *set.v);
+        set.v = xreallocarray(set.v, set.n + 1, sizeof *set.v);
         set.v[set.n++] = it;
     }
     listen_set_free(&p->listen[k->role]);
@@ -971,7 +971,7 @@ static void do_trusted(struct parser *p, const struct key_def *k, const struct c
         memset(&c, 0, sizeof c);
         if (!parse_cidr(p, k, l->s + off, n, cfg_lline_line(l, off), &c))
             continue;
-        v = xrealloc(v, (nv + 1) * sizeof *v);
+        v = xreallocarray(v, nv + 1, sizeof *v);
         v[nv++] = c;
     }
     if (strcmp(k->name, "trusted_networks") == 0) {
@@ -997,7 +997,7 @@ static void do_domains(struct parser *p, const struct key_def *k, const struct c
                       k->name, CFG_EX(s, n));
             continue;
         }
-        list.v = xrealloc(list.v, (list.n + 1) * sizeof *list.v);
+        list.v = xreallocarray(list.v, list.n + 1, sizeof *list.v);
         list.v[list.n] = xstrndup(s, n);
         ascii_lower(list.v[list.n++]);
     }
@@ -1028,7 +1028,7 @@ static void do_forwarders(struct parser *p, const struct key_def *k, const struc
                       CFG_EX(s, n));
             continue;
         }
-        list.v = xrealloc(list.v, (list.n + 1) * sizeof *list.v);
+        list.v = xreallocarray(list.v, list.n + 1, sizeof *list.v);
         list.v[list.n++] = xstrndup(s, n);
     }
     list_free(&p->cfg->dns_forwarders);
@@ -1049,8 +1049,8 @@ static void do_mailboxes(struct parser *p, const struct key_def *k, const struct
                       CFG_EX(s, n));
             continue;
         }
-        list.v = xrealloc(list.v, (list.n + 1) * sizeof *list.v);
-        lines = xrealloc(lines, (list.n + 1) * sizeof *lines);
+        list.v = xreallocarray(list.v, list.n + 1, sizeof *list.v);
+        lines = xreallocarray(lines, list.n + 1, sizeof *lines);
         list.v[list.n] = xstrndup(s, n);
         ascii_lower(list.v[list.n]);
         lines[list.n++] = line;

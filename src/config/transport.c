@@ -226,7 +226,7 @@ static void transport_line(void *arg, const struct cfg_lline *l)
     }
     e.route.tls = tls;
     e.key = xstrdup(key);
-    p->t->v = xrealloc(p->t->v, (p->t->n + 1) * sizeof *p->t->v);
+    p->t->v = xreallocarray(p->t->v, p->t->n + 1, sizeof *p->t->v);
     p->t->v[p->t->n++] = e;
 }
 

@@ -53,6 +53,7 @@
 #define DEC_MAX (2 * PROTO_DATA_MAX + 2) /* decoder output for one submit.data */
 #define SHOW_HEADERS_MAX 65536           /* octets of header section queue.show returns */
 #define REPLY_IDS_MAX 1000               /* queue ids listed in an action's answer */
+#define OUTPUT_MAX (1024 * 1024)         /* answers queued unread: requests wait past it */
 #define LOGIN_MAX 64
 #define GECOS_MAX 128
 
@@ -115,6 +116,7 @@ struct cconn {
     bool lookup_pending; /* a worker is looking up the login */
     bool dead;           /* the peer went away during LOOKUP or WAIT */
     size_t requests;
+    bool output_full;   /* OUTPUT_MAX of answers queued: requests wait for on_drain */
     json_t *wait_reply; /* WAIT for a sync: the answer to send once it is done */
     char wait_cmd[PROTO_CMD_MAX + 1];
     struct submit *sub;
@@ -421,7 +423,7 @@ static void collect_one(void *arg, spool_id id, const struct spool_envelope *env
         return;
     if (cx->n == cx->cap) {
         cx->cap = cx->cap ? 2 * cx->cap : 64;
-        cx->ids = xrealloc(cx->ids, cx->cap * sizeof *cx->ids);
+        cx->ids = xreallocarray(cx->ids, cx->cap, sizeof *cx->ids);
     }
     cx->ids[cx->n++] = id;
 }
@@ -819,7 +821,7 @@ static void cmd_submit_rcpt(struct cconn *cc, const json_t *args)
         }
         if (s->nrcpt == s->rcpt_cap) {
             s->rcpt_cap = s->rcpt_cap ? 2 * s->rcpt_cap : 8;
-            s->rcpt = xrealloc(s->rcpt, s->rcpt_cap * sizeof *s->rcpt);
+            s->rcpt = xreallocarray(s->rcpt, s->rcpt_cap, sizeof *s->rcpt);
         }
         struct sub_rcpt *r = &s->rcpt[s->nrcpt++];
         r->addr = leaves[i];
@@ -1183,6 +1185,17 @@ static void cc_process(struct cconn *cc)
         size_t avail = ev_conn_input_len(cc->conn);
         if (avail == 0)
             return;
+        if (ev_conn_output_len(cc->conn) >= OUTPUT_MAX) {
+            /* a peer that does not read its answers: on_drain goes on, and
+               one that takes nothing meets control_idle_timeout */
+            if (!cc->output_full) {
+                log_info("cid=%s event=control_output_full uid=%u octets=%zu", cc->id,
+                         (unsigned)cc->uid, ev_conn_output_len(cc->conn));
+                cc->output_full = true;
+                ev_conn_set_write_timeout(cc->conn, ctl->cfg->control_idle_timeout);
+            }
+            return;
+        }
         long pos = ev_conn_input_find(cc->conn, '\n', PROTO_LINE_MAX);
         if (pos < 0) {
             if (avail >= PROTO_LINE_MAX) {
@@ -1248,8 +1261,19 @@ static void on_timeout(void *arg)
     cc_close_with(cc, "idle timeout");
 }
 
+/* The queued answers are sent: requests left unread for OUTPUT_MAX go on. */
+static void on_drain(void *arg)
+{
+    struct cconn *cc = arg;
+    if (!cc->output_full)
+        return;
+    cc->output_full = false;
+    ev_conn_set_write_timeout(cc->conn, 0);
+    cc_process(cc);
+}
+
 static const struct ev_conn_ops cc_ops = {
-    .on_read = on_read, .on_close = on_close, .on_timeout = on_timeout};
+    .on_read = on_read, .on_close = on_close, .on_timeout = on_timeout, .on_drain = on_drain};
 
 /* The peer's login, looked up in a worker (the password database may be
    on the network). */

@@ -261,7 +261,7 @@ int proto_selector_parse(const json_t *args, struct proto_selector *sel, char *e
             return -1;
         }
         size_t n = json_array_size(v);
-        sel->ids = xmalloc(n * sizeof *sel->ids);
+        sel->ids = xmallocarray(n, sizeof *sel->ids);
         for (size_t i = 0; i < n; i++) {
             json_t *e = json_array_get(v, i);
             if (!json_is_string(e) || !proto_qid_parse(json_string_value(e), &sel->ids[i])) {
@@ -467,7 +467,10 @@ json_t *proto_text(const char *s, size_t len)
     if (i == len)
         return json_stringn_nocheck(s, len);
     /* at most 3 octets (U+FFFD) for each octet */
-    char *out = xmalloc(len * 3 + 1);
+    size_t cap;
+    if (!size_mul(len, 3, &cap) || !size_add(cap, 1, &cap))
+        return json_null();
+    char *out = xmalloc(cap);
     size_t o = 0;
     for (i = 0; i < len;) {
         size_t k = utf8_seq(p + i, len - i);

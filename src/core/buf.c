@@ -13,14 +13,16 @@ void buf_init(struct buf *b, size_t max)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
-    b->max = max;
+    b->max = max < SIZE_MAX ? max : SIZE_MAX - 1; /* room for the terminator */
 }
 
+/* Room for n more octets: 0, or -1 when len + n passes max (or SIZE_MAX).
+   The capacity doubles, clamped to max, so cap + 1 never wraps. */
 static int buf_reserve(struct buf *b, size_t n)
 {
-    if (n > b->max - b->len || b->len + n < b->len)
+    size_t need;
+    if (!size_add(b->len, n, &need) || need > b->max)
         return -1;
-    size_t need = b->len + n;
     if (need <= b->cap && b->data)
         return 0;
     size_t cap = b->cap ? b->cap : 64;

@@ -34,6 +34,19 @@ void *xrealloc(void *p, size_t n)
     return q;
 }
 
+void *xmallocarray(size_t n, size_t size)
+{
+    return xreallocarray(NULL, n, size);
+}
+
+void *xreallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (!size_mul(n, size, &total))
+        panic("allocation size overflow (%zu x %zu bytes)", n, size);
+    return xrealloc(p, total);
+}
+
 char *xstrdup(const char *s)
 {
     return xstrndup(s, strlen(s));
@@ -41,7 +54,10 @@ char *xstrdup(const char *s)
 
 char *xstrndup(const char *s, size_t n)
 {
-    char *p = xmalloc(n + 1);
+    size_t total;
+    if (!size_add(n, 1, &total))
+        panic("allocation size overflow (%zu + 1 bytes)", n);
+    char *p = xmalloc(total);
     memcpy(p, s, n);
     p[n] = '\0';
     return p;

@@ -12,8 +12,23 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
+/* xmalloc / xrealloc of an array of n elements of `size` octets; n * size
+   passing SIZE_MAX panics like exhaustion does. */
+void *xmallocarray(size_t n, size_t size);
+void *xreallocarray(void *p, size_t n, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+
+/* Checked size arithmetic: *out = a + b, a * b. False when the result does not
+   fit a size_t (*out is then unspecified): the caller treats it as past a limit. */
+static inline bool size_add(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+static inline bool size_mul(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
 
 /* Milliseconds of a monotonic clock. */
 int64_t now_mono_ms(void);

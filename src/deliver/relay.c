@@ -795,7 +795,24 @@ static void after_pipelined_rcpts(struct attempt *a)
         bdat_start(a);
 }
 
-/* MAIL; with PIPELINING also every RCPT and DATA, in one write (RFC 2920 §3.1). */
+/* MAIL (mail_len octets), every RCPT and DATA fit in PIPELINE_MAX. */
+static bool envelope_fits(struct attempt *a, size_t mail_len)
+{
+    size_t total = mail_len + sizeof "DATA\r\n" - 1;
+    char line[1024];
+    for (size_t i = 0; i < a->job->nrcpt && total <= PIPELINE_MAX; i++) {
+        const struct relay_rcpt *rc = &a->job->rcpt[i];
+        if (rc->dsn[0] != '\0')
+            continue;
+        long n = smtp_format_rcpt(line, sizeof line, rc->addr, rc->notify, rc->orcpt, &a->ext);
+        if (n > 0)
+            total += (size_t)n; /* at most 1024 a line: cannot wrap */
+    }
+    return total <= PIPELINE_MAX;
+}
+
+/* MAIL; with PIPELINING also every RCPT and DATA, in one write (RFC 2920 §3.1),
+   unless they pass PIPELINE_MAX: then one command at a time. */
 static void send_envelope(struct attempt *a)
 {
     char line[1024];
@@ -809,7 +826,7 @@ static void send_envelope(struct attempt *a)
         finish_clean(a);
         return;
     }
-    a->pipelined = a->ext.pipelining;
+    a->pipelined = a->ext.pipelining && envelope_fits(a, (size_t)n);
     a->chunking = a->ext.chunking && !a->lmtp && a->r->cfg->outbound_chunking;
     if (!a->pipelined) {
         ev_conn_write(a->conn, line, (size_t)n);

@@ -132,7 +132,10 @@ static _Thread_local struct mem_owner *mem_current;
 static void *mem_alloc(void *closure, size_t n)
 {
     (void)closure;
-    struct mem_block *b = malloc(sizeof *b + n);
+    size_t total;
+    if (!size_add(sizeof(struct mem_block), n, &total))
+        return NULL; /* libopendkim treats it as exhaustion */
+    struct mem_block *b = malloc(total);
     if (!b)
         return NULL;
     b->owner = mem_current;

@@ -96,7 +96,7 @@ bool sandbox_dirname(const char *path, char *out, size_t outlen)
 static void plan_add(struct sandbox_plan *p, const char *path, const char *file,
                      enum sandbox_access a, const char *why)
 {
-    p->v = xrealloc(p->v, (p->n + 1) * sizeof *p->v);
+    p->v = xreallocarray(p->v, p->n + 1, sizeof *p->v);
     p->v[p->n++] = (struct sandbox_path){
         .path = xstrdup(path), .file = file ? xstrdup(file) : NULL, .access = a, .why = why};
 }

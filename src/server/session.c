@@ -73,6 +73,10 @@
 #define FEED_SIZE 32768
 /* Input buffered per connection before reading pauses. */
 #define MAX_INPUT (256 * 1024)
+/* Replies queued for a client that does not read them (it pipelines without
+   end): past this, commands are left unread until the replies drain, so that
+   what a session holds stays bounded (then MAX_INPUT stops reading). */
+#define MAX_OUTPUT (64 * 1024)
 /* Longest delay before the reply to a failed AUTH, in seconds. */
 #define AUTH_DELAY_MAX 5
 
@@ -157,6 +161,7 @@ struct session {
     bool shutting_down; /* server shutdown: close after the transaction in flight */
     bool read_stopped;  /* the read timeout fired during a commit (reading is off) */
     bool expired;       /* session_timeout passed during a commit */
+    bool output_full;   /* MAX_OUTPUT of replies queued: commands wait for on_drain */
     int64_t started_ms;
     char *line;                 /* line buffer, line_cap octets */
     size_t line_cap;            /* max_command_line + 1, or more once AUTH needs SASL lines */
@@ -515,7 +520,7 @@ static const struct smtp_status *msa_check_from(struct session *s, char *who, si
         return &two_from;
     if (t->hdr->from_truncated)
         return &bad_from;
-    char(*addrs)[SMTP_PATH_MAX + 1] = xmalloc(SMTP_ADDR_LIST_MAX * sizeof *addrs);
+    char(*addrs)[SMTP_PATH_MAX + 1] = xmallocarray(SMTP_ADDR_LIST_MAX, sizeof *addrs);
     int n = smtp_addr_list_parse(t->hdr->from, t->hdr->from_len, addrs, SMTP_ADDR_LIST_MAX);
     const struct smtp_status *st = n < 0 ? &bad_from : NULL;
     for (int i = 0; i < n && !st; i++) {
@@ -899,7 +904,7 @@ static void tx_add_rcpt(struct tx *t, char *addr, const char *given, unsigned no
     }
     if (t->nrcpt == t->rcpt_cap) {
         t->rcpt_cap = t->rcpt_cap ? t->rcpt_cap * 2 : 4;
-        t->rcpt = xrealloc(t->rcpt, t->rcpt_cap * sizeof *t->rcpt);
+        t->rcpt = xreallocarray(t->rcpt, t->rcpt_cap, sizeof *t->rcpt);
     }
     struct tx_rcpt *r = &t->rcpt[t->nrcpt++];
     r->addr = addr;
@@ -1453,6 +1458,16 @@ static void session_process(struct session *s)
         switch (s->state) {
         case SESSION_CMD:
         case SESSION_AUTH: {
+            if (ev_conn_output_len(s->conn) >= MAX_OUTPUT) {
+                if (!s->output_full) {
+                    log_info("sid=%s event=output_full client=%s octets=%zu", s->id, s->client,
+                             ev_conn_output_len(s->conn));
+                    /* on_drain goes on; a client that takes nothing meets idle_timeout */
+                    s->output_full = true;
+                    ev_conn_set_write_timeout(s->conn, s->cfg->idle_timeout);
+                }
+                return;
+            }
             bool auth = s->state == SESSION_AUTH;
             size_t max = auth ? SASL_MAX_LINE + 2 : s->cfg->max_command_line;
             long i = ev_conn_input_find(s->conn, '\n', max);
@@ -1601,8 +1616,20 @@ static void on_tls_ready(void *arg)
              s->tlsinfo.version, s->tlsinfo.cipher, s->tlsinfo.bits);
 }
 
+/* The queued replies are sent: commands left unread for MAX_OUTPUT go on. */
+static void on_drain(void *arg)
+{
+    struct session *s = arg;
+    if (!s->output_full)
+        return;
+    s->output_full = false;
+    ev_conn_set_write_timeout(s->conn, 0);
+    if (s->state == SESSION_CMD || s->state == SESSION_AUTH)
+        session_process(s);
+}
+
 static const struct ev_conn_ops conn_ops = {on_read,      on_close, on_timeout,
-                                            on_tls_ready, NULL,     NULL};
+                                            on_tls_ready, NULL,     on_drain};
 
 static bool sockaddr_is_loopback(const struct sockaddr *sa)
 {

@@ -495,7 +495,7 @@ int compose_param(struct buf *out, size_t *col, const char *name, const char *va
     /* RFC 2231 extended value: utf-8''%XX..., in continuations on lines of their own. */
     char seg[COMPOSE_LINE + 32];
     size_t i = 0;
-    unsigned idx = 0;
+    size_t idx = 0; /* continuation number: one per output line */
     bool single = false;
     {
         size_t enc = 7; /* "utf-8''" */
@@ -506,7 +506,7 @@ int compose_param(struct buf *out, size_t *col, const char *name, const char *va
     do {
         /* " name*N*=" then as much as fits */
         size_t k = (size_t)(single ? snprintf(seg, sizeof seg, " %s*=", name)
-                                   : snprintf(seg, sizeof seg, " %s*%u*=", name, idx));
+                                   : snprintf(seg, sizeof seg, " %s*%zu*=", name, idx));
         if (idx == 0) {
             memcpy(seg + k, "utf-8''", 7);
             k += 7;

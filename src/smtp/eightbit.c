@@ -79,7 +79,7 @@ static size_t first_token(const char *v, size_t n, const char **tok)
         while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n'))
             i++;
         if (i < n && v[i] == '(') {
-            int depth = 0;
+            size_t depth = 0; /* at least 1 inside: the loop starts at the '(' */
             for (; i < n; i++) {
                 if (v[i] == '\\' && i + 1 < n) {
                     i++;

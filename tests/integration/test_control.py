@@ -141,3 +141,34 @@ def test_submission_by_hand(tern):
     assert c.call("submit.begin")["code"] == 503
     assert c.call("submit.abort") == {"ok": True}
     assert c.call("submit.end")["code"] == 503
+
+
+def test_answers_to_a_peer_that_does_not_read(tern):
+    """Requests pipelined without reading the answers: past OUTPUT_MAX (1 MiB,
+    control/control.c) of queued answers the server reads no more requests
+    until they drain, then answers the rest in order."""
+    srv = tern()
+    c = Ctl(srv, timeout=0.5)
+    batch = b'{"cmd":"ping"}\n' * 1000
+    sent = 0
+    deadline = time.monotonic() + 60
+    while "event=control_output_full" not in srv.log():
+        assert time.monotonic() < deadline, "no event=control_output_full after %d pings" % sent
+        if sent < 60000:  # about 6 MiB of answers: more than the socket buffers take
+            try:
+                c.send(batch)
+                sent += 1000
+            except socket.timeout:
+                pass  # the server no longer reads: expected once output is full
+        time.sleep(0.02)
+    c.s.settimeout(10)
+    c.send(b'{"cmd":"nosuchcommand"}\n')
+    n = 0
+    while True:
+        r = c.answer()
+        assert r is not None, "closed after %d answers" % n
+        if r["ok"] is False:
+            assert "nosuchcommand" in r["error"] or "unknown" in r["error"], r
+            break
+        n += 1
+    assert n >= sent, "%d answers for %d pings" % (n, sent)

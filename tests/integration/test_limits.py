@@ -2,6 +2,7 @@
 errors, connections. Each limit is configured small and must answer with its
 reply code."""
 
+import socket
 import time
 
 from tern_helpers import SMTPClient, check_delivered, dot_stuff, expect, make_message, new_token
@@ -278,3 +279,42 @@ def test_session_time_limit(tern):
     expect(last, 421, "4.4.2")
     assert 1.5 <= time.monotonic() - start <= 4, "closed after %.1fs" % (time.monotonic() - start)
     assert c.closed()
+
+
+def test_replies_to_a_client_that_does_not_read(tern):
+    """A client that pipelines without reading the replies: past MAX_OUTPUT
+    (64 KiB, server/session.c) of queued replies the server stops reading
+    commands until they drain, then goes on where it stopped. (EHLO: the
+    longest reply; the kernel's socket buffers take a few MiB first.)"""
+    s = tern({"max_junk_commands": "100000"})
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.settimeout(0.5)
+    sock.connect(("127.0.0.1", s.mx_port))
+    batch = b"EHLO client.example.org\r\n" * 500
+    sent = 0
+    deadline = time.monotonic() + 90
+    while "event=output_full" not in s.log():
+        assert time.monotonic() < deadline, "no event=output_full after %d EHLO unread" % sent
+        if sent < 200000:  # about 8 MiB of replies: more than the socket buffers take
+            try:
+                sock.sendall(batch)
+                sent += 500
+            except socket.timeout:
+                pass  # the server no longer reads: expected once output is full
+        time.sleep(0.02)
+    # reading now lets the session go on: every command gets its reply, in order
+    sock.settimeout(10)
+    sock.sendall(b"QUIT\r\n")
+    data = b""
+    while b"\r\n221 " not in data or not data.endswith(b"\r\n"):
+        chunk = sock.recv(1 << 20)
+        assert chunk, "closed before the 221; %d octets read" % len(data)
+        data += chunk
+    sock.close()
+    codes = [ln[:3] for ln in data.split(b"\r\n") if ln[3:4] == b" "]
+    assert codes[0] == b"220" and codes[-1] == b"221", codes[:3] + codes[-3:]
+    # every EHLO answered (sendall may have sent part of a batch that timed out)
+    assert set(codes[1:-1]) == {b"250"}, set(codes)
+    assert len(codes) - 2 >= sent, "%d EHLO replies for %d sent" % (len(codes) - 2, sent)
+    assert "event=junk_limit" not in s.log()

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -42,6 +43,28 @@ static void test_buf_huge_append(void **state)
     assert_int_equal(buf_append(&b, "a", 1), 0);
     assert_int_equal(buf_append(&b, "a", SIZE_MAX), -1);
     buf_free(&b);
+    /* an unlimited buffer still leaves room for its terminator */
+    buf_init(&b, SIZE_MAX);
+    assert_true(b.max < SIZE_MAX);
+    assert_int_equal(buf_append(&b, "a", 1), 0);
+    assert_int_equal(buf_append(&b, "a", SIZE_MAX - 1), -1);
+    assert_int_equal(b.len, 1);
+    buf_free(&b);
+}
+
+static void test_size_arith(void **state)
+{
+    size_t r = 0;
+    assert_true(size_add(1, 2, &r));
+    assert_int_equal(r, 3);
+    assert_false(size_add(SIZE_MAX, 1, &r));
+    assert_true(size_mul(SIZE_MAX / 2, 2, &r));
+    assert_false(size_mul(SIZE_MAX / 2 + 1, 2, &r));
+    int *p = xmallocarray(4, sizeof *p);
+    p[3] = 1;
+    p = xreallocarray(p, 8, sizeof *p);
+    assert_int_equal(p[3], 1);
+    free(p);
 }
 
 static void test_crc32c(void **state)
@@ -91,7 +114,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_limit), cmocka_unit_test(test_buf_huge_append),
         cmocka_unit_test(test_crc32c),    cmocka_unit_test(test_parse_u64),
-        cmocka_unit_test(test_ascii),
+        cmocka_unit_test(test_ascii),     cmocka_unit_test(test_size_arith),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
