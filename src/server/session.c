@@ -50,6 +50,7 @@
 #include "server/ratelimit.h"
 #include "smtp/header.h"
 #include "smtp/smtp.h"
+#include "spool/record.h"
 #include "spool/spool.h"
 #include "tls/tls.h"
 
@@ -112,6 +113,7 @@ struct tx {
     struct tx_rcpt *rcpt;       /* accepted recipients */
     size_t nrcpt, rcpt_cap;
     size_t rcpt_cmds; /* RCPT commands accepted (the recipient limit) */
+    size_t env_bytes; /* what the recipients take in the spool envelope, about */
     char *first_rcpt; /* first recipient as given, for the Received "for" clause */
     bool has_qid;     /* content started: qid allocated, chunks may be on disk */
     spool_id qid;
@@ -892,6 +894,15 @@ static void session_on_auth(void *arg)
         session_resume(s);
 }
 
+/* The most the recipients of one transaction may take in its spool envelope
+   (RECORD_ENVELOPE_MAX, 16 MiB, bounds the whole record): past it RCPT gets
+   452 4.5.3, so a message is never accepted that the spool cannot store. The
+   half kept back is room for the rest of the envelope and the estimate. */
+#define ENVELOPE_RCPT_BUDGET (RECORD_ENVELOPE_MAX / 2)
+/* Octets of one recipient in the envelope besides its strings (index, state,
+   attempts, next attempt, notify, lengths of the strings and of the status). */
+#define ENVELOPE_RCPT_FIXED 64
+
 /* Record a delivery address unless the transaction already has it. */
 static void tx_add_rcpt(struct tx *t, char *addr, const char *given, unsigned notify,
                         const char *orcpt)
@@ -911,6 +922,8 @@ static void tx_add_rcpt(struct tx *t, char *addr, const char *given, unsigned no
     r->orig = strcmp(addr, given) != 0 ? xstrdup(given) : NULL;
     r->notify = notify;
     r->orcpt = orcpt ? xstrdup(orcpt) : NULL;
+    t->env_bytes += ENVELOPE_RCPT_FIXED + strlen(addr) + (r->orig ? strlen(given) : 0) +
+                    (orcpt ? strlen(orcpt) : 0);
 }
 
 static void cmd_rcpt(struct session *s, const char *arg, size_t len)
@@ -959,6 +972,20 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t len)
     size_t nleaves = 0;
     if (!st)
         st = policy_rcpt(s->cfg, s->aliases, &path, s->trusted || s->auth_user, leaves, &nleaves);
+    if (!st) {
+        size_t add = 0;
+        for (size_t i = 0; i < nleaves; i++)
+            add += ENVELOPE_RCPT_FIXED + strlen(leaves[i]) + strlen(path.addr) +
+                   (rp.has_orcpt ? strlen(rp.orcpt) : 0);
+        if (s->tx.env_bytes + add > ENVELOPE_RCPT_BUDGET) {
+            log_warn("sid=%s event=envelope_full client=%s recipients=%zu bytes=%zu", s->id,
+                     s->client, s->tx.nrcpt, s->tx.env_bytes);
+            st = &too_many;
+            for (size_t i = 0; i < nleaves; i++)
+                free(leaves[i]);
+            nleaves = 0;
+        }
+    }
     if (st) {
         log_info("sid=%s event=reject client=%s cmd=RCPT from=<%s> to=<%s> reply=\"%d %s %s\"",
                  s->id, s->client, s->tx.sender ? s->tx.sender : "", path.addr, st->code, st->enh,

@@ -141,6 +141,46 @@ def test_recipient_limit(tern):
     check_delivered(found[0][1], "alice@example.org", DEMO, msg)
 
 
+def test_recipients_past_what_the_spool_envelope_holds(tern):
+    """The recipients of one message are stored in one spool envelope record
+    (16 MiB at most). With max_recipients raised and long addresses and ORCPTs,
+    RCPT answers 452 4.5.3 once they would take half of that, and the message
+    with the recipients accepted so far is stored: it never gets 250 for
+    recipients the spool cannot hold, nor a 4xx at the end of data after
+    every recipient was accepted."""
+    s = tern({"max_recipients": "100000", "max_command_line": "2048", "max_errors": "10000",
+              "trusted_networks": "127.0.0.1/32"})
+    c = SMTPClient(s.mx_port, timeout=60)
+    c.ehlo()
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 250)
+    domain = ("d" * 60 + ".") * 3 + "example"
+    orcpt = "rfc822;" + "o" * 480
+
+    def rcpt(i):
+        return ("RCPT TO:<%060d@%s> ORCPT=%s\r\n" % (i, domain, orcpt)).encode()
+
+    # 24,000 of these would take some 18 MiB; stop sending at the first 452
+    total, batch, codes = 24000, 500, []
+    for start in range(0, total, batch):
+        c.send(b"".join(rcpt(i) for i in range(start, start + batch)))
+        codes += [r.code for r in c.replies(batch)]
+        if 452 in codes:
+            break
+    accepted = codes.count(250)
+    assert 452 in codes, "all %d recipients accepted" % accepted
+    first_refused = codes.index(452)
+    assert first_refused == accepted, "a 250 after the first 452"
+    assert 6000 < accepted < 12000, accepted
+    assert codes[first_refused:] == [452] * (len(codes) - accepted)
+    expect(c.cmd("DATA"), 354)
+    c.send(dot_stuff(make_message(new_token("env"), rcpt="x@" + domain)))
+    expect(c.reply(), 250)
+    c.close()
+    line = s.wait_log(r"event=queued .*nrcpt=%d " % accepted)
+    assert "envelope_full" in s.log()
+    assert line
+
+
 def test_line_length(tern):
     s = tern()
     c = SMTPClient(s.mx_port)
