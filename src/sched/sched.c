@@ -438,6 +438,15 @@ static spool_id sched_bounce(struct sched *s, spool_id id, const struct spool_en
         dr[k].retry_until = br[i].retry_until;
         k++;
     }
+    size_t omitted = 0; /* one report names DSN_RCPT_MAX recipients at most */
+    for (size_t i = 0; i < n; i++)
+        if (dsn_should_report(br[i].notify, br[i].action))
+            omitted++;
+    omitted -= k;
+    if (omitted)
+        log_warn("qid=%016" PRIX64 " event=bounce_truncated reported=%zu omitted=%zu "
+                 "note=\"the report names the first %d recipients; the log has every one\"",
+                 id, k, omitted, DSN_RCPT_MAX);
     spool_id rid = 0;
     enum dsn_route route = dsn_route(env->sender, s->cfg->hostname);
     if (k == 0 || route == DSN_ROUTE_DROP) {
