@@ -1233,6 +1233,15 @@ static int recover(struct spool *sp, char *err, size_t errlen)
                      seg->seq, seg->end, record_result_name(seg->scan_res), rs.mark_seq,
                      rs.mark_end);
             sp->recovery_unsynced_tears++;
+            /* Zeroed like a torn tail: the segment now ends cleanly there, so
+               a later start, whose marks are further on, does not take the
+               same octets for synced data lost. */
+            bool z = false;
+            e = zero_tail(seg, &r, &z);
+            zeroed = zeroed || z;
+            if (e)
+                snprintf(err, errlen, "%s/" SEG_PREFIX "%016" PRIx64 ": %s", sp->dir, seg->seq,
+                         strerror(e));
             continue;
         }
         if (torn && i < tail) {

@@ -806,7 +806,7 @@ static void test_remnant_of_freed_segment(void **state)
     spool_id y = store(c, yd, 50000, 8000, ye);
     wait_commits(c, 2);
     uint64_t first;
-    assert_int_equal(count_segment_files(c->dir, &first), 3); /* 1, 2 and the spare */
+    assert_true(count_segment_files(c->dir, &first) >= 2); /* 1, 2 (and the spare) */
     assert_int_equal(first, 1);
     assert_int_equal(spool_remove(c->sp, x), 0);
     int64_t deadline = now_mono_ms() + 10000;
@@ -991,6 +991,18 @@ static void test_unsynced_tear_before_last_segment(void **state)
     assert_env_eq(spool_get(c->sp, x), xe);
     assert_body(c->sp, x, xd, 30000);
     assert_null(spool_get(c->sp, u));
+    /* the torn octets were zeroed: once marks are past that segment, the
+       next start finds a clean end there, not synced data lost */
+    struct spool_envelope *ye = make_env(1, 500);
+    size_t base = c->ncb;
+    store(c, xd, 500, 500, ye);
+    wait_commits(c, base + 1);
+    reopen(c);
+    spool_get_stats(c->sp, &st);
+    assert_int_equal(st.recovery_unsynced_tears, 0);
+    assert_int_equal(st.recovery_damaged, 0);
+    assert_body(c->sp, x, xd, 30000);
+    free_env(ye);
     spool_foreach(c->sp, foreach_remove, c);
     wait_segments(c, 1, 2);
     char aside[600];
