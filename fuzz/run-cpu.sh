@@ -44,7 +44,7 @@ for name in "$@"; do
     result=ok
     if ls "$dir/crashes" | grep -q .; then result=crash; fi
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 72 ] && [ "$rc" -ne 130 ]; then result="crash(rc=$rc)"; fi
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$dir/fuzz.log" | tail -1 | grep -o '[0-9]*$')
+    execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$dir/fuzz.log" | tail -1 | grep -o '[0-9]*$')
     replay=$("$bin" -runs=0 "$dir/corpus" 2>&1 | grep -m1 'INITED')
     cov=$(echo "$replay" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*')
     ft=$(echo "$replay" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*')
