@@ -1172,6 +1172,20 @@ static int load_segments(struct spool *sp, char *err, size_t errlen)
     return 0;
 }
 
+/* zero_tail() for recovery: *zeroed is set when it wrote zeros, err filled
+   on failure. Returns 0 or an errno. */
+static int recover_zero_tail(struct spool *sp, struct segment *seg, struct scan_reader *r,
+                             bool *zeroed, char *err, size_t errlen)
+{
+    bool z = false;
+    int e = zero_tail(seg, r, &z);
+    *zeroed = *zeroed || z;
+    if (e)
+        snprintf(err, errlen, "%s/" SEG_PREFIX "%016" PRIx64 ": %s", sp->dir, seg->seq,
+                 strerror(e));
+    return e;
+}
+
 /* Scan everything, rebuild the index, prepare the current segment. */
 static int recover(struct spool *sp, char *err, size_t errlen)
 {
@@ -1236,12 +1250,7 @@ static int recover(struct spool *sp, char *err, size_t errlen)
             /* Zeroed like a torn tail: the segment now ends cleanly there, so
                a later start, whose marks are further on, does not take the
                same octets for synced data lost. */
-            bool z = false;
-            e = zero_tail(seg, &r, &z);
-            zeroed = zeroed || z;
-            if (e)
-                snprintf(err, errlen, "%s/" SEG_PREFIX "%016" PRIx64 ": %s", sp->dir, seg->seq,
-                         strerror(e));
+            e = recover_zero_tail(sp, seg, &r, &zeroed, err, errlen);
             continue;
         }
         if (torn && i < tail) {
@@ -1257,14 +1266,8 @@ static int recover(struct spool *sp, char *err, size_t errlen)
             rs.trunc_off = seg->end;
             rs.trunc_why = record_result_name(seg->scan_res);
         }
-        if (torn || i + 1 == sp->nsegs) {
-            bool z = false;
-            e = zero_tail(seg, &r, &z);
-            zeroed = zeroed || z;
-            if (e)
-                snprintf(err, errlen, "%s/" SEG_PREFIX "%016" PRIx64 ": %s", sp->dir, seg->seq,
-                         strerror(e));
-        }
+        if (torn || i + 1 == sp->nsegs)
+            e = recover_zero_tail(sp, seg, &r, &zeroed, err, errlen);
     }
     if (e) {
         free(r.buf);

@@ -304,22 +304,31 @@ static void seg_path(char *out, size_t n, const char *dir, uint64_t seq)
     snprintf(out, n, "%s/seg-%016" PRIx64, dir, seq);
 }
 
-/* The offset where the last valid record of a segment file begins and where
-   the records end. */
-static void last_record(const char *path, uint64_t *start, uint64_t *end)
+/* The whole file at path (malloc'd), its size in *size. */
+static uint8_t *read_whole(const char *path, size_t *size)
 {
     int fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
     struct stat st;
-    fstat(fd, &st);
-    uint8_t *buf = malloc((size_t)st.st_size);
+    assert_int_equal(fstat(fd, &st), 0);
+    uint8_t *buf = malloc((size_t)st.st_size + 1);
     assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
     close(fd);
+    *size = (size_t)st.st_size;
+    return buf;
+}
+
+/* The offset where the last valid record of a segment file begins and where
+   the records end. */
+static void last_record(const char *path, uint64_t *start, uint64_t *end)
+{
+    size_t size;
+    uint8_t *buf = read_whole(path, &size);
     uint64_t off = 0, prev = 0;
     struct record_header h;
     const uint8_t *p;
     uint64_t last_end = 0;
-    while (record_parse(buf + off, (size_t)st.st_size - off, &h, &p) == RECORD_OK) {
+    while (record_parse(buf + off, size - off, &h, &p) == RECORD_OK) {
         if (h.type != RECORD_SYNCED) { /* the last message record, not a sync mark */
             prev = off;
             last_end = off + RECORD_HEADER_SIZE + h.len;
@@ -334,17 +343,12 @@ static void last_record(const char *path, uint64_t *start, uint64_t *end)
 /* Offset of the first record of message id in the segment file at path. */
 static uint64_t first_record_of(const char *path, spool_id id)
 {
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    struct stat st;
-    fstat(fd, &st);
-    uint8_t *buf = malloc((size_t)st.st_size);
-    assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
-    close(fd);
+    size_t size;
+    uint8_t *buf = read_whole(path, &size);
     uint64_t off = 0;
     struct record_header h;
     const uint8_t *p;
-    while (record_parse(buf + off, (size_t)st.st_size - off, &h, &p) == RECORD_OK) {
+    while (record_parse(buf + off, size - off, &h, &p) == RECORD_OK) {
         if (h.type != RECORD_SYNCED && h.id == id) {
             free(buf);
             return off;
